@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, MailpollError } from '../errors.js';
+import { scrub } from '../log.js';
+import { EXIT } from './exit-codes.js';
+
+/**
+ * The command line. Each command's module is imported only when that command runs, so
+ * `mailpoll --help` and a cron tick load nothing they do not use.
+ */
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('mailpoll')
+  .description('Turns mailboxes into tickets: polls IMAP and POP3 over TLS and stores every message exactly once in SQLite.')
+  .version(pkg.version, '-V, --version')
+  .option('-c, --config <file>', 'config file (default: $MAILPOLL_CONFIG, else ./mailpoll.yaml)')
+  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'))
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command('fetch')
+  .description('poll the mailboxes and store new mail as tickets')
+  .option('--now', 'poll every mailbox now (every run polls all mailboxes for now)')
+  .option('-m, --mailbox <name>', 'only this mailbox (repeatable)', (value: string, prev: string[]) => [...prev, value], [] as string[])
+  .option('--concurrency <n>', 'mailboxes polled at once', (v) => Number.parseInt(v, 10), 4)
+  .option('--json', 'print the summary as JSON')
+  .action(async (opts: { mailbox: string[]; concurrency: number; json?: boolean }) => {
+    const { fetchCommand } = await import('./fetch.js');
+    process.exitCode = await fetchCommand({ ...program.opts<GlobalOptions>(), ...opts, json: opts.json === true });
+  });
+
+program
+  .command('check')
+  .description('validate the config file without connecting anywhere')
+  .action(async () => {
+    const { checkCommand } = await import('./check.js');
+    process.exitCode = await checkCommand(program.opts<GlobalOptions>());
+  });
+
+export interface GlobalOptions {
+  config?: string;
+  logLevel: string;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = reportError(err);
+}
+
+/** The one place that turns an error into text and an exit code. */
+function reportError(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // --help and --version end through here too, successfully.
+    return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  }
+  if (err instanceof ConfigError) {
+    process.stderr.write(`mailpoll: configuration error\n${err.message}\n`);
+    return EXIT.USAGE;
+  }
+  if (err instanceof MailpollError) {
+    process.stderr.write(`mailpoll: ${scrub(err.message)}\n`);
+    return EXIT.FAILED;
+  }
+  const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`mailpoll: unexpected error — this is a bug, please report it:\n${scrub(detail)}\n`);
+  return EXIT.FAILED;
+}

@@ -1,0 +1,56 @@
+/** The normalised configuration: every default applied, every path absolute. */
+
+export type Protocol = 'imap' | 'pop3';
+export type TlsMode = 'implicit' | 'starttls' | 'none';
+export type ImapAfter = 'seen' | 'move' | 'delete' | 'keep';
+export type Pop3After = 'keep' | 'delete';
+
+/** Where a secret comes from. Resolved only when the mailbox is polled, never logged. */
+export type SecretRef =
+  | { kind: 'literal'; value: string }
+  | { kind: 'env'; template: string }
+  | { kind: 'file'; path: string }
+  | { kind: 'command'; command: string };
+
+export interface TlsSettings {
+  mode: TlsMode;
+  /** Extra CA certificates (PEM), added to Node's bundled roots. */
+  caFile: string | undefined;
+  /** Certificate checks switched off: an explicit, loudly logged opt-out. */
+  insecureSkipVerify: boolean;
+  /** Only meaningful with mode 'none': the user accepts a plaintext session. */
+  allowPlaintext: boolean;
+}
+
+export interface Timeouts {
+  /** TCP connect plus TLS handshake plus greeting, in milliseconds. */
+  connectMs: number;
+  /** Any single command's reply, in milliseconds. */
+  commandMs: number;
+}
+
+export interface MailboxConfig {
+  name: string;
+  protocol: Protocol;
+  host: string;
+  port: number;
+  tls: TlsSettings;
+  username: string;
+  password: SecretRef;
+  /** IMAP only. */
+  folder: string;
+  after: ImapAfter | Pop3After;
+  /** IMAP `after: move` only. */
+  moveTo: string | undefined;
+  maxMessages: number;
+  maxMessageBytes: number;
+  timeouts: Timeouts;
+}
+
+export interface Config {
+  /** Absolute path of the file this came from. */
+  file: string;
+  /** Absolute path of the SQLite database. */
+  database: string;
+  mailboxes: MailboxConfig[];
+}

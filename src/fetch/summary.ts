@@ -1,0 +1,38 @@
+/** What one mailbox's poll did; printed by `fetch` and kept for `--json`. */
+export interface MailboxSummary {
+  mailbox: string;
+  ok: boolean;
+  /** One line a sysadmin can act on; secrets scrubbed. */
+  error: string | undefined;
+  errorCode: string | undefined;
+  /** Candidates the server listed that were new to us (before the per-run cap). */
+  listed: number;
+  fetched: number;
+  stored: number;
+  duplicates: number;
+  /** Left on the server: over maxMessageBytes. */
+  oversize: number;
+  newTickets: number;
+  /** Post-fetch actions applied on the server (including ones owed by an earlier run). */
+  acknowledged: number;
+  bytes: number;
+  durationMs: number;
+}
+
+export function emptySummary(mailbox: string): MailboxSummary {
+  return {
+    mailbox,
+    ok: true,
+    error: undefined,
+    errorCode: undefined,
+    listed: 0,
+    fetched: 0,
+    stored: 0,
+    duplicates: 0,
+    oversize: 0,
+    newTickets: 0,
+    acknowledged: 0,
+    bytes: 0,
+    durationMs: 0,
+  };
+}

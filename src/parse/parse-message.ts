@@ -1,0 +1,81 @@
+import type { AddressObject, Attachment, EmailAddress } from 'mailparser';
+import { errorMessage } from '../errors.js';
+import { headerFields, splitHeader, stripAngles } from './raw-headers.js';
+import type { Address, ParsedAttachment, ParsedMessage } from './types.js';
+
+/**
+ * Raw bytes -> ParsedMessage. Never throws: a message mailparser cannot handle comes back with
+ * `parseError` set and whatever the raw header block still tells, so it is stored, not dropped.
+ * mailparser is imported lazily: a cron tick with nothing due never loads it.
+ */
+export async function parseMessage(raw: Buffer): Promise<ParsedMessage> {
+  try {
+    const { simpleParser } = await import('mailparser');
+    const mail = await simpleParser(raw, { skipHtmlToText: false, skipTextToHtml: true, skipImageLinks: true });
+    return {
+      messageId: stripAngles(mail.messageId),
+      inReplyTo: stripAngles(mail.inReplyTo),
+      references: toIds(mail.references),
+      subject: mail.subject,
+      from: addresses(mail.from)[0],
+      replyTo: addresses(mail.replyTo),
+      to: addresses(mail.to),
+      cc: addresses(mail.cc),
+      date: mail.date && !Number.isNaN(mail.date.getTime()) ? mail.date : undefined,
+      text: mail.text,
+      html: typeof mail.html === 'string' ? mail.html : undefined,
+      attachments: mail.attachments.map(toAttachment),
+      parseError: undefined,
+    };
+  } catch (err) {
+    return fallback(raw, errorMessage(err));
+  }
+}
+
+function fallback(raw: Buffer, parseError: string): ParsedMessage {
+  const fields = headerFields(splitHeader(raw).header);
+  const first = (name: string) => fields.get(name)?.[0];
+  return {
+    messageId: stripAngles(first('message-id')),
+    inReplyTo: stripAngles(first('in-reply-to')),
+    references: toIds(first('references')),
+    subject: first('subject'),
+    from: undefined,
+    replyTo: [],
+    to: [],
+    cc: [],
+    date: undefined,
+    text: undefined,
+    html: undefined,
+    attachments: [],
+    parseError,
+  };
+}
+
+function toIds(value: string | string[] | undefined): string[] {
+  const text = Array.isArray(value) ? value.join(' ') : (value ?? '');
+  return [...text.matchAll(/<([^<>\s]+)>/g)].map((m) => m[1] ?? '').filter((id) => id !== '');
+}
+
+function addresses(value: AddressObject | AddressObject[] | undefined): Address[] {
+  const out: Address[] = [];
+  const visit = (list: EmailAddress[]) => {
+    for (const entry of list) {
+      if (entry.group) visit(entry.group);
+      else if (entry.address) out.push({ name: entry.name ?? '', address: entry.address });
+    }
+  };
+  for (const obj of value === undefined ? [] : Array.isArray(value) ? value : [value]) visit(obj.value);
+  return out;
+}
+
+function toAttachment(a: Attachment): ParsedAttachment {
+  return {
+    filename: a.filename,
+    contentType: a.contentType,
+    size: a.content.length,
+    contentId: stripAngles(a.contentId),
+    inline: a.contentDisposition === 'inline' || a.related === true,
+    content: a.content,
+  };
+}

@@ -1,0 +1,63 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * A minimal, parser-independent reading of a message's header block. Used where mailparser's
+ * answer must not matter: the dedupe hash, and a best-effort header set for messages that
+ * mailparser rejects.
+ */
+export function splitHeader(raw: Buffer): { header: Buffer; body: Buffer } {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  if (crlf === -1 && lf === -1) return { header: raw, body: Buffer.alloc(0) };
+  if (crlf !== -1 && (lf === -1 || crlf < lf)) return { header: raw.subarray(0, crlf), body: raw.subarray(crlf + 4) };
+  return { header: raw.subarray(0, lf), body: raw.subarray(lf + 2) };
+}
+
+/** Unfolded header fields (RFC 5322 section 2.2.3), names lower-cased, values as latin1 text. */
+export function headerFields(header: Buffer): Map<string, string[]> {
+  const fields = new Map<string, string[]>();
+  const unfolded = header.toString('latin1').replace(/\r?\n(?=[ \t])/g, '');
+  for (const line of unfolded.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const list = fields.get(name) ?? [];
+    list.push(line.slice(colon + 1).trim());
+    fields.set(name, list);
+  }
+  return fields;
+}
+
+/** `<a@b>` -> `a@b`; the first id when several are given. */
+export function stripAngles(id: string | undefined): string | undefined {
+  if (id === undefined) return undefined;
+  const match = /<([^<>]+)>/.exec(id);
+  const value = (match?.[1] ?? id).trim();
+  return value === '' ? undefined : value;
+}
+
+/**
+ * The identity of a message for the second dedupe layer: Message-ID, From, Date, Subject and the
+ * body, but not the trace headers (Received, Delivered-To, Return-Path, X-Original-To) that each
+ * receiving mailbox adds. So the same mail delivered to two of our mailboxes, or re-uploaded
+ * with a new UID, hashes the same, while two different mails that share a Message-ID do not.
+ * Line endings are normalised because servers may serve bare LF as CRLF.
+ */
+export function dedupeHash(raw: Buffer): string {
+  const { header, body } = splitHeader(raw);
+  const fields = headerFields(header);
+  const hash = createHash('sha256');
+  for (const name of ['message-id', 'from', 'date', 'subject', 'to', 'cc']) {
+    hash.update(`${name}:${(fields.get(name) ?? []).join('\u0000')}\n`);
+  }
+  hash.update(normaliseEol(body));
+  return hash.digest('hex');
+}
+
+function normaliseEol(body: Buffer): Buffer {
+  return body.includes('\r\n') ? Buffer.from(body.toString('latin1').replace(/\r\n/g, '\n'), 'latin1') : body;
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}

@@ -1,0 +1,187 @@
+import type { ImapFlow } from 'imapflow';
+import type { MailboxConfig } from '../config/types.js';
+import { AuthError, FolderError, MailpollError, ProtocolError, TlsError } from '../errors.js';
+import type { Candidate, Cursor, Listing, MailSession, MailSource } from './mail-source.js';
+import { classifyNetworkError, tlsOptionsFor } from './tls-options.js';
+
+/** Acknowledgements go out in chunks so no command line grows past what servers accept. */
+const ACK_CHUNK = 500;
+
+interface ImapErrorShape {
+  authenticationFailed?: boolean;
+  tlsFailed?: boolean;
+  serverResponseCode?: string;
+  responseText?: string;
+  response?: string;
+  code?: string;
+}
+
+/**
+ * IMAP through imapflow (loaded lazily: a cron tick with nothing due never pays for it).
+ * The server id is `UIDVALIDITY:UID`; candidates are the UIDs above the stored cursor.
+ */
+export function imapSource(mailbox: MailboxConfig, password: string): MailSource {
+  return {
+    async open(): Promise<MailSession> {
+      const { ImapFlow } = await import('imapflow');
+      const tls = await tlsOptionsFor(mailbox);
+      const client = new ImapFlow({
+        host: mailbox.host,
+        port: mailbox.port,
+        secure: mailbox.tls.mode === 'implicit',
+        // true: STARTTLS is required and its absence is an error, never a silent plaintext session.
+        doSTARTTLS: mailbox.tls.mode === 'starttls' ? true : mailbox.tls.mode === 'none' ? false : undefined,
+        auth: { user: mailbox.username, pass: password },
+        tls,
+        logger: false,
+        connectionTimeout: mailbox.timeouts.connectMs,
+        greetingTimeout: mailbox.timeouts.connectMs,
+        socketTimeout: mailbox.timeouts.commandMs,
+        disableAutoIdle: true,
+      });
+      // imapflow emits 'error' on socket failures; unhandled it would crash the whole run.
+      let socketError: unknown;
+      client.on('error', (err: unknown) => {
+        socketError = err;
+      });
+      try {
+        await client.connect();
+      } catch (err) {
+        client.close();
+        throw toError(err, mailbox, 'connect');
+      }
+      return new ImapSession(client, mailbox, () => socketError);
+    },
+  };
+}
+
+class ImapSession implements MailSession {
+  private uidValidity = '';
+  private moveTargetReady = false;
+
+  constructor(
+    private readonly client: ImapFlow,
+    private readonly mailbox: MailboxConfig,
+    private readonly lastSocketError: () => unknown,
+  ) {}
+
+  async list(cursor: Cursor | null): Promise<Listing> {
+    let opened;
+    try {
+      // EXAMINE (read-only) when nothing is ever changed: even a bug cannot then touch the folder.
+      opened = await this.client.mailboxOpen(this.mailbox.folder, { readOnly: this.mailbox.after === 'keep' });
+    } catch (err) {
+      const e = err as ImapErrorShape;
+      if (e.serverResponseCode === 'NONEXISTENT' || /doesn't exist|not exist|unknown mailbox/i.test(e.responseText ?? e.response ?? '')) {
+        throw new FolderError(`folder "${this.mailbox.folder}" does not exist`, { mailbox: this.mailbox.name, cause: err, serverResponse: e.responseText });
+      }
+      throw this.fail(err, 'SELECT');
+    }
+    this.uidValidity = String(opened.uidValidity);
+    // A different UIDVALIDITY means the old UIDs name other messages now (RFC 3501 section 2.3.1.1):
+    // start from the beginning; the content-hash dedupe keeps already stored mail from returning.
+    const from = cursor !== null && cursor.uidValidity === this.uidValidity ? cursor.lastUid + 1 : 1;
+    if (opened.exists === 0 || (opened.uidNext !== undefined && from >= opened.uidNext)) {
+      return { uidValidity: this.uidValidity, candidates: [] };
+    }
+    let rows;
+    try {
+      // fetchAll collects the whole answer before returning: no command is sent inside a live fetch.
+      rows = await this.client.fetchAll(`${from}:*`, { uid: true, size: true }, { uid: true });
+    } catch (err) {
+      throw this.fail(err, 'FETCH');
+    }
+    // `N:*` always includes the highest UID even when it is below N (RFC 3501 section 6.4.8).
+    const candidates: Candidate[] = rows
+      .filter((m) => m.uid >= from)
+      .sort((a, b) => a.uid - b.uid)
+      .map((m) => ({ serverId: `${this.uidValidity}:${m.uid}`, uid: m.uid, size: m.size ?? 0 }));
+    return { uidValidity: this.uidValidity, candidates };
+  }
+
+  async fetch(candidate: Candidate, maxBytes: number): Promise<Buffer> {
+    if (candidate.uid === undefined) throw new ProtocolError(`not an IMAP id: ${candidate.serverId}`, { mailbox: this.mailbox.name });
+    let message;
+    try {
+      // imapflow asks for BODY.PEEK[]: fetching never sets \Seen (RFC 3501 section 6.4.5).
+      message = await this.client.fetchOne(String(candidate.uid), { uid: true, source: true }, { uid: true });
+    } catch (err) {
+      throw this.fail(err, 'FETCH');
+    }
+    if (!message || !message.source) {
+      throw new ProtocolError(`message UID ${candidate.uid} vanished before it could be fetched`, { mailbox: this.mailbox.name });
+    }
+    if (message.source.length > maxBytes) {
+      throw new ProtocolError(`message UID ${candidate.uid} is larger than maxMessageBytes`, { mailbox: this.mailbox.name });
+    }
+    return message.source;
+  }
+
+  async acknowledge(serverIds: readonly string[]): Promise<void> {
+    const after = this.mailbox.after;
+    if (after === 'keep' || serverIds.length === 0) return;
+    const uids = serverIds
+      .filter((id) => id.startsWith(`${this.uidValidity}:`))
+      .map((id) => Number(id.slice(this.uidValidity.length + 1)));
+    if (after === 'move') await this.ensureMoveTarget();
+    for (let i = 0; i < uids.length; i += ACK_CHUNK) {
+      const range = uids.slice(i, i + ACK_CHUNK).join(',');
+      let ok: unknown;
+      try {
+        if (after === 'seen') ok = await this.client.messageFlagsAdd(range, ['\\Seen'], { uid: true });
+        else if (after === 'move') ok = await this.client.messageMove(range, this.mailbox.moveTo ?? '', { uid: true });
+        // With UIDPLUS imapflow expunges exactly these UIDs (UID EXPUNGE, RFC 4315).
+        else if (after === 'delete') ok = await this.client.messageDelete(range, { uid: true });
+      } catch (err) {
+        throw this.fail(err, after);
+      }
+      if (ok === false) {
+        const cause = this.lastSocketError();
+        if (cause) throw this.fail(cause, after);
+        throw new ProtocolError(`the server refused to ${after === 'seen' ? 'mark as seen' : after} UIDs ${range}`, { mailbox: this.mailbox.name });
+      }
+    }
+  }
+
+  private async ensureMoveTarget(): Promise<void> {
+    if (this.moveTargetReady) return;
+    const target = this.mailbox.moveTo ?? '';
+    try {
+      await this.client.mailboxCreate(target);
+    } catch (err) {
+      if ((err as ImapErrorShape).serverResponseCode !== 'ALREADYEXISTS') throw this.fail(err, `CREATE ${target}`);
+    }
+    this.moveTargetReady = true;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.logout();
+    } catch {
+      this.client.close();
+    }
+  }
+
+  abort(): void {
+    this.client.close();
+  }
+
+  private fail(err: unknown, what: string): MailpollError {
+    return toError(err, this.mailbox, what);
+  }
+}
+
+function toError(err: unknown, mailbox: MailboxConfig, what: string): MailpollError {
+  if (err instanceof MailpollError) return err;
+  const e = (err ?? {}) as ImapErrorShape;
+  const serverResponse = e.responseText ?? e.response;
+  const details = { mailbox: mailbox.name, cause: err, serverResponse };
+  if (e.authenticationFailed) {
+    return new AuthError(`login as ${mailbox.username} refused${serverResponse ? `: ${serverResponse}` : ''}`, details);
+  }
+  if (e.tlsFailed) return new TlsError(`TLS failed: ${(err as Error).message}`, details);
+  if (e.serverResponseCode !== undefined || e.responseText !== undefined) {
+    return new ProtocolError(`${what} failed: ${serverResponse ?? (err as Error).message}`, details);
+  }
+  return classifyNetworkError(err, mailbox, what);
+}

@@ -1,0 +1,57 @@
+/**
+ * The MailSource port: what the fetch loop needs from a mailbox, whatever its protocol.
+ * imap.ts and pop3/source.ts implement it; the loop in src/fetch never sees a protocol.
+ */
+
+/** One message the server offers, as listed before anything is fetched. */
+export interface Candidate {
+  /**
+   * Stable identity on the server: IMAP `UIDVALIDITY:UID`, POP3 the UIDL (RFC 1939 section 7).
+   * Together with the mailbox name it is the first layer of dedupe.
+   */
+  serverId: string;
+  /** Size in octets as the server reports it (IMAP RFC822.SIZE, POP3 LIST). */
+  size: number;
+  /** IMAP UID, for the cursor; absent for POP3. */
+  uid?: number;
+}
+
+/** Where a previous run stopped in an IMAP folder: the last UID stored under one UIDVALIDITY. */
+export interface Cursor {
+  uidValidity: string;
+  lastUid: number;
+}
+
+export interface Listing {
+  /**
+   * The id space of this listing: IMAP's UIDVALIDITY as a decimal string, POP3 ''.
+   * When it differs from the cursor's, the cursor no longer applies (RFC 3501 section 2.3.1.1).
+   */
+  uidValidity: string;
+  /** Candidates in server order, oldest first. A finished array, never a live iterator. */
+  candidates: Candidate[];
+}
+
+export interface MailSession {
+  /** Lists the candidates; IMAP lists only UIDs above the cursor when its UIDVALIDITY matches. */
+  list(cursor: Cursor | null): Promise<Listing>;
+  /** The raw bytes exactly as the server served them. Rejects if larger than `maxBytes`. */
+  fetch(candidate: Candidate, maxBytes: number): Promise<Buffer>;
+  /**
+   * Applies the mailbox's post-fetch action (seen, move, delete, keep) to messages whose bytes
+   * and tickets are already committed. Only ever called after that commit.
+   */
+  acknowledge(serverIds: readonly string[]): Promise<void>;
+  /**
+   * Ends the session cleanly. For POP3 this sends QUIT, which is when the server applies DELE
+   * (RFC 1939 section 6): acknowledgements count as done only once close() resolved.
+   */
+  close(): Promise<void>;
+  /** Drops the connection without any further command. Safe to call at any time. */
+  abort(): void;
+}
+
+export interface MailSource {
+  /** Connects, secures (TLS or STARTTLS), authenticates and opens the folder. */
+  open(): Promise<MailSession>;
+}

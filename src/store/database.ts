@@ -1,0 +1,51 @@
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type BetterSqlite3 from 'better-sqlite3';
+import { StoreError } from '../errors.js';
+
+export type Db = BetterSqlite3.Database;
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+/**
+ * Opens (creating if needed) the database and brings its schema up to date.
+ * WAL lets `status` read while a fetch writes; busy_timeout lets two cron runs share the file.
+ */
+export function openDatabase(file: string): Db {
+  const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  let db: Db;
+  try {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    db = new Database(file);
+  } catch (cause) {
+    throw new StoreError(`cannot open database ${file}: ${(cause as Error).message}`, { cause });
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 10000');
+  // NORMAL is durable across process crashes in WAL mode; FULL also survives power loss
+  // at one fsync per commit, which we pay: a message acknowledged on the server must be on disk.
+  db.pragma('synchronous = FULL');
+  migrate(db);
+  return db;
+}
+
+/** Applies numbered `.sql` files above PRAGMA user_version, each in its own transaction. */
+export function migrate(db: Db, dir = MIGRATIONS_DIR): void {
+  const files = readdirSync(dir)
+    .map((name) => ({ name, version: Number.parseInt(name, 10) }))
+    .filter((f) => f.name.endsWith('.sql') && Number.isInteger(f.version))
+    .sort((a, b) => a.version - b.version);
+  const apply = db.transaction((sql: string, version: number) => {
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    if ((db.pragma('user_version', { simple: true }) as number) >= version) return;
+    db.exec(sql);
+    db.pragma(`user_version = ${version}`);
+  });
+  for (const f of files) {
+    if ((db.pragma('user_version', { simple: true }) as number) >= f.version) continue;
+    apply.immediate(readFileSync(dir + f.name, 'utf8'), f.version);
+  }
+}
