@@ -17,13 +17,13 @@ export interface FetchOptions {
 }
 
 /** Builds the protocol's source; heavy modules load here, only for a mailbox that is polled. */
-export async function sourceFor(mailbox: MailboxConfig, password: string): Promise<MailSource> {
+export async function sourceFor(mailbox: MailboxConfig, password: string, log: Logger): Promise<MailSource> {
   if (mailbox.protocol === 'imap') {
     const { imapSource } = await import('../sources/imap.js');
     return imapSource(mailbox, password);
   }
   const { pop3Source } = await import('../sources/pop3/source.js');
-  return pop3Source(mailbox, password);
+  return pop3Source(mailbox, password, log.child({ mailbox: mailbox.name }));
 }
 
 /**
@@ -53,7 +53,7 @@ async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, log: Lo
   try {
     const password = await resolveSecret(mailbox.password, mailbox.name);
     registerSecret(password);
-    summary = await pollMailbox(mailbox, await sourceFor(mailbox, password), { store, parse: parseMessage, log });
+    summary = await pollMailbox(mailbox, await sourceFor(mailbox, password, log), { store, parse: parseMessage, log });
   } catch (err) {
     summary = emptySummary(mailbox.name);
     summary.ok = false;
