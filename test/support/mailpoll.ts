@@ -1,12 +1,23 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 
+/** The repository root, found from here whether this runs from test/ or compiled into build/dev. */
+export const REPO_ROOT = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) || !existsSync(join(dir, 'bin', 'mailpoll.js'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the mailpoll repository root');
+    dir = up;
+  }
+  return dir;
+})();
+
 /** Runs the built CLI as a real process, the way cron does. */
-export const BIN = fileURLToPath(new URL('../../bin/mailpoll.js', import.meta.url));
+export const BIN = join(REPO_ROOT, 'bin', 'mailpoll.js');
 
 export function tempDir(prefix = 'mailpoll-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
