@@ -1,6 +1,6 @@
 import { configPath, loadConfig } from '../config/load.js';
 import { ConfigError } from '../errors.js';
-import { runFetch } from '../fetch/run-fetch.js';
+import { dueMailboxes, runFetch } from '../fetch/run-fetch.js';
 import type { MailboxSummary } from '../fetch/summary.js';
 import { createLogger } from '../log.js';
 import { openDatabase } from '../store/database.js';
@@ -9,6 +9,7 @@ import type { GlobalOptions } from './main.js';
 
 export interface FetchCommandOptions extends GlobalOptions {
   mailbox: string[];
+  now: boolean;
   concurrency: number;
   json: boolean;
 }
@@ -23,10 +24,16 @@ export async function fetchCommand(opts: FetchCommandOptions): Promise<number> {
   if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) {
     throw new ConfigError([{ file, line: undefined, column: undefined, field: '--concurrency', message: 'must be a whole number of at least 1' }]);
   }
-  const log = await createLogger({ level: opts.logLevel, pretty: process.stderr.isTTY === true });
   const db = openDatabase(config.database);
   try {
-    const summaries = await runFetch(config, db, { only: opts.mailbox, concurrency: opts.concurrency }, log);
+    // Decided from SQLite alone: a cron tick with nothing due loads neither pino nor any protocol.
+    const due = dueMailboxes(config, db, { only: opts.mailbox, now: opts.now });
+    if (due.length === 0) {
+      if (opts.json) process.stdout.write(`${JSON.stringify({ ok: true, mailboxes: [] })}\n`);
+      return EXIT.OK;
+    }
+    const log = await createLogger({ level: opts.logLevel, pretty: process.stderr.isTTY === true });
+    const summaries = await runFetch(due, db, { only: opts.mailbox, now: opts.now, concurrency: opts.concurrency }, log);
     process.stdout.write(opts.json ? `${JSON.stringify({ ok: summaries.every((s) => s.ok), mailboxes: summaries }, null, 2)}\n` : formatSummary(summaries));
     return summaries.every((s) => s.ok) ? EXIT.OK : EXIT.FAILED;
   } finally {
@@ -38,7 +45,7 @@ export function formatSummary(summaries: readonly MailboxSummary[]): string {
   const header = ['mailbox', 'result', 'fetched', 'stored', 'duplicates', 'new tickets', 'oversize'];
   const rows = summaries.map((s) => [
     s.mailbox,
-    s.ok ? 'ok' : 'FAILED',
+    s.skipped !== undefined ? 'skipped' : s.ok ? 'ok' : 'FAILED',
     String(s.fetched),
     String(s.stored),
     String(s.duplicates),
@@ -48,5 +55,6 @@ export function formatSummary(summaries: readonly MailboxSummary[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   const failures = summaries.filter((s) => !s.ok).map((s) => `${s.mailbox}: ${s.errorCode ?? 'ERROR'}: ${s.error ?? 'unknown error'}`);
-  return [line(header), ...rows.map(line), ...(failures.length > 0 ? ['', ...failures] : [])].join('\n') + '\n';
+  const skipped = summaries.filter((s) => s.skipped !== undefined).map((s) => `${s.mailbox}: skipped: ${s.skipped ?? ''}`);
+  return [line(header), ...rows.map(line), ...(failures.length + skipped.length > 0 ? ['', ...failures, ...skipped] : [])].join('\n') + '\n';
 }

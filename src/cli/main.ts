@@ -3,6 +3,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, MailpollError } from '../errors.js';
 import { scrub } from '../log.js';
 import { EXIT } from './exit-codes.js';
+import { registerScheduleCommand } from './schedule-command.js';
+import { registerTestCommand } from './test-command.js';
 
 /**
  * The command line. Each command's module is imported only when that command runs, so
@@ -21,13 +23,13 @@ const program = new Command('mailpoll')
 program
   .command('fetch')
   .description('poll the mailboxes and store new mail as tickets')
-  .option('--now', 'poll every mailbox now (every run polls all mailboxes for now)')
+  .option('--now', 'poll the selected mailboxes now, due or not')
   .option('-m, --mailbox <name>', 'only this mailbox (repeatable)', (value: string, prev: string[]) => [...prev, value], [] as string[])
   .option('--concurrency <n>', 'mailboxes polled at once', (v) => Number.parseInt(v, 10), 4)
   .option('--json', 'print the summary as JSON')
-  .action(async (opts: { mailbox: string[]; concurrency: number; json?: boolean }) => {
+  .action(async (opts: { mailbox: string[]; concurrency: number; json?: boolean; now?: boolean }) => {
     const { fetchCommand } = await import('./fetch.js');
-    process.exitCode = await fetchCommand({ ...program.opts<GlobalOptions>(), ...opts, json: opts.json === true });
+    process.exitCode = await fetchCommand({ ...program.opts<GlobalOptions>(), ...opts, json: opts.json === true, now: opts.now === true });
   });
 
 program
@@ -37,6 +39,18 @@ program
     const { checkCommand } = await import('./check.js');
     process.exitCode = await checkCommand(program.opts<GlobalOptions>());
   });
+
+program
+  .command('status')
+  .description('show each mailbox: last attempt and success, next due time, failures, quarantined messages')
+  .option('--json', 'print as JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const { statusCommand } = await import('./status.js');
+    process.exitCode = await statusCommand({ ...program.opts<GlobalOptions>(), json: opts.json === true });
+  });
+
+registerTestCommand(program, () => program.opts<GlobalOptions>());
+registerScheduleCommand(program, () => program.opts<GlobalOptions>());
 
 export interface GlobalOptions {
   config?: string;

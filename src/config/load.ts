@@ -116,6 +116,8 @@ function normaliseMailbox(
     fail(['after'], `POP3 has no "${after}": use keep or delete`);
   }
   if (m.protocol === 'pop3' && m.folder !== undefined) fail(['folder'], 'POP3 has no folders; remove folder');
+  if (m.protocol === 'pop3' && m.idle === true) fail(['idle'], 'IDLE is an IMAP extension; POP3 mailboxes are polled');
+  if (m.every !== undefined && (parseDuration(m.every) ?? 0) < 10_000) fail(['every'], 'every must be at least 10s');
   if (after === 'move' && m.moveTo === undefined) fail(['after'], 'after: move needs moveTo: FOLDER');
   if (after !== 'move' && m.moveTo !== undefined) fail(['moveTo'], 'moveTo is used only with after: move');
   if (!ok) return undefined;
@@ -138,6 +140,10 @@ function normaliseMailbox(
     moveTo: m.moveTo,
     maxMessages: m.maxMessages ?? 50,
     maxMessageBytes: parseBytes(m.maxMessageBytes ?? 50 * 1024 * 1024) ?? 50 * 1024 * 1024,
+    maxBytes: parseBytes(m.maxBytes ?? 500 * 1024 * 1024) ?? 500 * 1024 * 1024,
+    oversize: m.oversize ?? 'skip',
+    everyMs: parseDuration(m.every ?? '5m') ?? 300_000,
+    idle: m.idle ?? false,
     timeouts: {
       connectMs: parseDuration(m.timeouts?.connect ?? '30s') ?? 30_000,
       commandMs: parseDuration(m.timeouts?.command ?? '120s') ?? 120_000,

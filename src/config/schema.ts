@@ -30,6 +30,10 @@ const mailboxFields = {
   moveTo: z.string().min(1),
   maxMessages: z.number().int().min(1),
   maxMessageBytes: bytes,
+  maxBytes: bytes,
+  oversize: z.enum(['skip', 'headers']),
+  every: duration,
+  idle: z.boolean(),
   timeouts: z.strictObject({ connect: duration.optional(), command: duration.optional() }),
 };
 

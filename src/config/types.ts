@@ -44,6 +44,14 @@ export interface MailboxConfig {
   moveTo: string | undefined;
   maxMessages: number;
   maxMessageBytes: number;
+  /** Per-run cap on bytes fetched from this mailbox. */
+  maxBytes: number;
+  /** A message over maxMessageBytes: left on the server and reported, or stored with its headers only. */
+  oversize: 'skip' | 'headers';
+  /** How often the mailbox is due, in milliseconds. */
+  everyMs: number;
+  /** IMAP only, daemon only: wait with IMAP IDLE and fetch new mail within seconds. */
+  idle: boolean;
   timeouts: Timeouts;
 }
 

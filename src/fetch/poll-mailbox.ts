@@ -1,9 +1,9 @@
 import type { MailboxConfig } from '../config/types.js';
-import { errorMessage, MailpollError } from '../errors.js';
+import { errorMessage, MailpollError, ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { scrub } from '../log.js';
 import type { ParsedMessage } from '../parse/types.js';
-import type { MailSession, MailSource } from '../sources/mail-source.js';
+import type { Candidate, Listing, MailSession, MailSource } from '../sources/mail-source.js';
 import type { MailStore } from '../store/mail-store.js';
 import { planOwedAcks, selectNew } from './plan.js';
 import { emptySummary, type MailboxSummary } from './summary.js';
@@ -11,10 +11,18 @@ import { emptySummary, type MailboxSummary } from './summary.js';
 /** IMAP acknowledgements are sent in batches of this many committed messages. */
 const ACK_BATCH = 50;
 
+/** A message that failed this many times (across runs) is quarantined instead of retried. */
+export const MAX_MESSAGE_ATTEMPTS = 3;
+
+/** Database failures that say nothing about the message at hand: never counted against it. */
+const ENVIRONMENTAL_SQLITE = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|NOMEM|CORRUPT|NOTADB)/;
+
 export interface PollDeps {
   store: MailStore;
   parse: (raw: Buffer) => Promise<ParsedMessage>;
   log: Logger;
+  /** Aborted on shutdown: the message in hand is finished and committed, then the session ends. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -32,6 +40,11 @@ export async function pollMailbox(mailbox: MailboxConfig, source: MailSource, de
     session = await source.open();
     await runSession(mailbox, session, deps, summary, log);
     session = undefined;
+    if (summary.messageFailures + summary.quarantined > 0) {
+      summary.ok = false;
+      summary.errorCode = 'MESSAGE';
+      summary.error = `${summary.messageFailures} message(s) failed and will be retried, ${summary.quarantined} quarantined (see mailpoll status)`;
+    }
   } catch (err) {
     session?.abort();
     summary.ok = false;
@@ -41,6 +54,46 @@ export async function pollMailbox(mailbox: MailboxConfig, source: MailSource, de
   }
   summary.durationMs = Date.now() - started;
   return summary;
+}
+
+/**
+ * Moves the cursor over the longest run of listed messages that all have a receipt, so messages
+ * stored while an earlier one was retried, then quarantined, are not listed again and again.
+ */
+function catchUpCursor(store: MailStore, mailbox: string, listing: Listing): void {
+  const handled = store.knownServerIds(mailbox, listing.candidates.map((c) => c.serverId));
+  let top: number | undefined;
+  for (const c of listing.candidates) {
+    if (!handled.has(c.serverId)) break;
+    top = c.uid;
+  }
+  if (top !== undefined) store.advanceCursor(mailbox, listing.uidValidity, top);
+}
+
+/**
+ * A message over maxMessageBytes is never dropped and never acted on at the server: with
+ * `oversize: skip` it is left there and reported once; with `headers` its header block is stored
+ * on a ticket, marked headers_only, so someone can go and look.
+ */
+async function handleOversize(
+  mailbox: MailboxConfig,
+  session: MailSession,
+  deps: PollDeps,
+  candidate: Candidate,
+  cursorUid: number | undefined,
+  uidValidity: string,
+  log: Logger,
+): Promise<void> {
+  const details = { serverId: candidate.serverId, size: candidate.size, max: mailbox.maxMessageBytes };
+  if (mailbox.oversize === 'skip') {
+    deps.store.recordOversize(mailbox.name, candidate.serverId, cursorUid, uidValidity);
+    log.warn(details, 'message over maxMessageBytes left on the server');
+    return;
+  }
+  const raw = await session.fetchHeaders(candidate);
+  const parsed = await deps.parse(raw);
+  deps.store.ingest({ mailbox: mailbox.name, serverId: candidate.serverId, uid: cursorUid, uidValidity, raw, parsed, acknowledged: true, headersOnly: true });
+  log.warn(details, 'message over maxMessageBytes: headers stored, message left on the server');
 }
 
 async function runSession(mailbox: MailboxConfig, session: MailSession, deps: PollDeps, summary: MailboxSummary, log: Logger): Promise<void> {
@@ -73,27 +126,58 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
   if (fresh > todo.length) log.info({ fresh, cap: mailbox.maxMessages }, 'more new messages than maxMessages; the rest come next run');
 
   let batch: string[] = [];
+  // Once a message fails and is left for a retry, the cursor must not pass it: later messages
+  // are still stored (their receipts keep them from being fetched twice), the cursor waits.
+  let blocked = false;
   for (const candidate of todo) {
+    if (deps.signal?.aborted) {
+      log.info('stopping: shutdown requested');
+      break;
+    }
+    if (summary.bytes >= mailbox.maxBytes) {
+      log.info({ bytes: summary.bytes, cap: mailbox.maxBytes }, 'maxBytes reached for this run; the rest come next run');
+      break;
+    }
     if (candidate.size > mailbox.maxMessageBytes) {
-      store.recordOversize(name, candidate.serverId, candidate.uid, listing.uidValidity);
+      await handleOversize(mailbox, session, deps, candidate, blocked ? undefined : candidate.uid, listing.uidValidity, log);
       summary.oversize += 1;
-      log.warn({ serverId: candidate.serverId, size: candidate.size, max: mailbox.maxMessageBytes }, 'message over maxMessageBytes left on the server');
       continue;
     }
-    const raw = await session.fetch(candidate, mailbox.maxMessageBytes);
-    summary.fetched += 1;
-    summary.bytes += raw.length;
-    const parsed = await deps.parse(raw);
-    if (parsed.parseError !== undefined) log.warn({ serverId: candidate.serverId, parseError: parsed.parseError }, 'stored raw: message could not be parsed');
-    const result = store.ingest({
-      mailbox: name,
-      serverId: candidate.serverId,
-      uid: candidate.uid,
-      uidValidity: listing.uidValidity,
-      raw,
-      parsed,
-      acknowledged: !needsAck,
-    });
+    const cursorUid = blocked ? undefined : candidate.uid;
+    let raw: Buffer | undefined;
+    let result;
+    try {
+      raw = await session.fetch(candidate, mailbox.maxMessageBytes);
+      summary.fetched += 1;
+      summary.bytes += raw.length;
+      const parsed = await deps.parse(raw);
+      if (parsed.parseError !== undefined) log.warn({ serverId: candidate.serverId, parseError: parsed.parseError }, 'stored raw: message could not be parsed');
+      result = store.ingest({
+        mailbox: name,
+        serverId: candidate.serverId,
+        uid: cursorUid,
+        uidValidity: listing.uidValidity,
+        raw,
+        parsed,
+        acknowledged: !needsAck,
+      });
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && ENVIRONMENTAL_SQLITE.test(code)) throw err;
+      const attempts = store.recordMessageFailure(name, candidate.serverId, scrub(errorMessage(err)), raw);
+      if (attempts >= MAX_MESSAGE_ATTEMPTS) {
+        store.quarantine(name, candidate.serverId, cursorUid, listing.uidValidity);
+        summary.quarantined += 1;
+        log.error({ serverId: candidate.serverId, attempts, err: scrub(errorMessage(err)) }, 'message quarantined after repeated failures; left on the server');
+      } else {
+        blocked = true;
+        summary.messageFailures += 1;
+        log.warn({ serverId: candidate.serverId, attempts, err: scrub(errorMessage(err)) }, 'message failed; it is retried next run');
+      }
+      // A broken connection ends this session; a refusal of one message does not.
+      if (!(err instanceof ProtocolError)) throw err;
+      continue;
+    }
     if (result.outcome === 'known') continue;
     if (result.outcome === 'stored') {
       summary.stored += 1;
@@ -111,6 +195,7 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     }
   }
   await acknowledge(batch);
+  if (mailbox.protocol === 'imap' && !blocked) catchUpCursor(store, name, listing);
   await session.close();
   store.markAcknowledged(name, deferred);
 }

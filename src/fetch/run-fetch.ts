@@ -5,16 +5,26 @@ import { registerSecret, scrub, type Logger } from '../log.js';
 import { parseMessage } from '../parse/parse-message.js';
 import type { MailSource } from '../sources/mail-source.js';
 import type { Db } from '../store/database.js';
-import { recordAttempt, recordOutcome } from '../store/mailbox-state.js';
+import { acquireLease, LEASE_TTL_MS, leaseOwnerId, releaseLease, renewLease } from '../store/leases.js';
+import { readHealth, recordAttempt, recordOutcome } from '../store/mailbox-state.js';
 import { MailStore } from '../store/mail-store.js';
 import { pollMailbox } from './poll-mailbox.js';
+import { isDue } from './schedule.js';
 import { emptySummary, type MailboxSummary } from './summary.js';
 
 export interface FetchOptions {
   /** Only these mailboxes (by name); all when empty. */
   only: readonly string[];
+  /** Poll the selected mailboxes whether or not they are due. */
+  now: boolean;
   concurrency: number;
+  /** Aborted on shutdown (daemon): each mailbox finishes its message in hand and stops. */
+  signal?: AbortSignal;
+  /** Lease owner id; one per process by default. */
+  owner?: string;
 }
+
+const processOwner = leaseOwnerId();
 
 /** Builds the protocol's source; heavy modules load here, only for a mailbox that is polled. */
 export async function sourceFor(mailbox: MailboxConfig, password: string, log: Logger): Promise<MailSource> {
@@ -26,34 +36,62 @@ export async function sourceFor(mailbox: MailboxConfig, password: string, log: L
   return pop3Source(mailbox, password, log.child({ mailbox: mailbox.name }));
 }
 
-/**
- * Polls the selected mailboxes, up to `concurrency` at once. A failing mailbox is contained in its
- * own summary; the others run on. SQLite writes stay on this one thread.
- */
-export async function runFetch(config: Config, db: Db, options: FetchOptions, log: Logger): Promise<MailboxSummary[]> {
+/** The selected mailboxes that are due now (all selected ones with `now`). Reads only SQLite. */
+export function dueMailboxes(config: Config, db: Db, options: Pick<FetchOptions, 'only' | 'now'>, at = new Date()): MailboxConfig[] {
   const selected = options.only.length === 0 ? config.mailboxes : config.mailboxes.filter((m) => options.only.includes(m.name));
+  if (options.now) return selected;
+  return selected.filter((m) => isDue(readHealth(db, m.name), m.everyMs, at));
+}
+
+/**
+ * Polls the given mailboxes, up to `concurrency` at once. Each is leased first, so a second run
+ * skips it instead of polling it twice; a failing mailbox is contained in its own summary and
+ * the others run on. SQLite writes stay on this one thread.
+ */
+export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, options: FetchOptions, log: Logger): Promise<MailboxSummary[]> {
   const store = new MailStore(db);
-  const results: MailboxSummary[] = new Array(selected.length);
+  const results: MailboxSummary[] = new Array(mailboxes.length);
   let next = 0;
   const worker = async () => {
-    while (next < selected.length) {
+    while (next < mailboxes.length) {
       const index = next++;
-      const mailbox = selected[index] as MailboxConfig;
-      results[index] = await pollOne(mailbox, db, store, log);
+      results[index] = await pollLeased(mailboxes[index] as MailboxConfig, db, store, options, log);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, selected.length)) }, worker));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, mailboxes.length)) }, worker));
   return results;
 }
 
-async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, log: Logger): Promise<MailboxSummary> {
+async function pollLeased(mailbox: MailboxConfig, db: Db, store: MailStore, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
+  const owner = options.owner ?? processOwner;
+  const lease = acquireLease(db, mailbox.name, owner);
+  if (!lease.acquired) {
+    const summary = emptySummary(mailbox.name);
+    summary.skipped = `in use by another run (${lease.owner}) until ${lease.expiresAt}`;
+    log.info({ mailbox: mailbox.name, holder: lease.owner }, 'skipped: another run is polling this mailbox');
+    return summary;
+  }
+  // Renew well before expiry; a long poll keeps its mailbox, a crashed one loses it in LEASE_TTL_MS.
+  const renew = setInterval(() => {
+    if (!renewLease(db, mailbox.name, owner)) log.warn({ mailbox: mailbox.name }, 'lease lost; another run may poll this mailbox too (dedupe keeps it safe)');
+  }, LEASE_TTL_MS / 4);
+  try {
+    return await pollOne(mailbox, db, store, options, log);
+  } finally {
+    clearInterval(renew);
+    releaseLease(db, mailbox.name, owner);
+  }
+}
+
+async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
   recordAttempt(db, mailbox.name);
   warnAboutWeakTls(mailbox, log);
   let summary: MailboxSummary;
   try {
     const password = await resolveSecret(mailbox.password, mailbox.name);
     registerSecret(password);
-    summary = await pollMailbox(mailbox, await sourceFor(mailbox, password, log), { store, parse: parseMessage, log });
+    const source = await sourceFor(mailbox, password, log);
+    summary = await pollMailbox(mailbox, source, { store, parse: parseMessage, log, signal: options.signal });
   } catch (err) {
     summary = emptySummary(mailbox.name);
     summary.ok = false;

@@ -2,6 +2,8 @@
 export interface MailboxSummary {
   mailbox: string;
   ok: boolean;
+  /** Set when this run did not poll the mailbox (another run holds it); not a failure. */
+  skipped: string | undefined;
   /** One line a sysadmin can act on; secrets scrubbed. */
   error: string | undefined;
   errorCode: string | undefined;
@@ -13,6 +15,10 @@ export interface MailboxSummary {
   /** Left on the server: over maxMessageBytes. */
   oversize: number;
   newTickets: number;
+  /** Messages that failed this run and will be retried. */
+  messageFailures: number;
+  /** Messages given up on this run after repeated failures (left on the server). */
+  quarantined: number;
   /** Post-fetch actions applied on the server (including ones owed by an earlier run). */
   acknowledged: number;
   bytes: number;
@@ -23,6 +29,7 @@ export function emptySummary(mailbox: string): MailboxSummary {
   return {
     mailbox,
     ok: true,
+    skipped: undefined,
     error: undefined,
     errorCode: undefined,
     listed: 0,
@@ -31,6 +38,8 @@ export function emptySummary(mailbox: string): MailboxSummary {
     duplicates: 0,
     oversize: 0,
     newTickets: 0,
+    messageFailures: 0,
+    quarantined: 0,
     acknowledged: 0,
     bytes: 0,
     durationMs: 0,

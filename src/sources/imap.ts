@@ -117,6 +117,19 @@ class ImapSession implements MailSession {
     return message.source;
   }
 
+  async fetchHeaders(candidate: Candidate): Promise<Buffer> {
+    let message;
+    try {
+      message = await this.client.fetchOne(String(candidate.uid), { uid: true, headers: true }, { uid: true });
+    } catch (err) {
+      throw this.fail(err, 'FETCH');
+    }
+    if (!message || !message.headers) {
+      throw new ProtocolError(`message UID ${candidate.uid} vanished before its headers could be fetched`, { mailbox: this.mailbox.name });
+    }
+    return message.headers;
+  }
+
   async acknowledge(serverIds: readonly string[]): Promise<void> {
     const after = this.mailbox.after;
     if (after === 'keep' || serverIds.length === 0) return;

@@ -37,6 +37,8 @@ export interface MailSession {
   list(cursor: Cursor | null): Promise<Listing>;
   /** The raw bytes exactly as the server served them. Rejects if larger than `maxBytes`. */
   fetch(candidate: Candidate, maxBytes: number): Promise<Buffer>;
+  /** Only the header block (IMAP BODY.PEEK[HEADER], POP3 TOP n 0), for oversize messages. */
+  fetchHeaders(candidate: Candidate): Promise<Buffer>;
   /**
    * Applies the mailbox's post-fetch action (seen, move, delete, keep) to messages whose bytes
    * and tickets are already committed. Only ever called after that commit.

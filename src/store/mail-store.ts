@@ -14,6 +14,11 @@ export interface IngestInput {
   parsed: ParsedMessage;
   /** True when the post-fetch action is `keep`: nothing is owed to the server. */
   acknowledged: boolean;
+  /**
+   * Only the header block of an oversize message: stored and marked, and never acted on at the
+   * server (its body exists nowhere else).
+   */
+  headersOnly?: boolean;
 }
 
 export type IngestResult =
@@ -61,9 +66,9 @@ export class MailStore {
       insertMessage: db.prepare(
         `INSERT INTO messages (ticket_id, mailbox, message_id, in_reply_to, references_ids, subject, from_address, from_name,
            reply_to, to_addresses, cc_addresses, sent_at, received_at, text_body, html_body, raw, raw_size, raw_sha256,
-           dedupe_hash, parse_error)
+           dedupe_hash, parse_error, headers_only)
          VALUES (@ticketId, @mailbox, @messageId, @inReplyTo, @references, @subject, @fromAddress, @fromName,
-           @replyTo, @to, @cc, @sentAt, @receivedAt, @text, @html, @raw, @rawSize, @rawSha256, @dedupeHash, @parseError)`,
+           @replyTo, @to, @cc, @sentAt, @receivedAt, @text, @html, @raw, @rawSize, @rawSha256, @dedupeHash, @parseError, @headersOnly)`,
       ),
       insertContent: db.prepare<[string, number, Buffer]>(
         'INSERT OR IGNORE INTO attachment_contents (sha256, size, content) VALUES (?, ?, ?)',
@@ -91,6 +96,10 @@ export class MailStore {
     const row = this.s.cursor.get(mailbox);
     if (!row || row.uid_validity === null || row.last_uid === null) return null;
     return { uidValidity: row.uid_validity, lastUid: row.last_uid };
+  }
+
+  advanceCursor(mailbox: string, uidValidity: string, uid: number): void {
+    this.s.advanceCursor.run(mailbox, uidValidity, uid);
   }
 
   /** The subset of `serverIds` this mailbox already has a receipt for. */
@@ -124,13 +133,47 @@ export class MailStore {
     }).immediate();
   }
 
+  /**
+   * Counts a failed attempt at one message (fetch or store) and returns the attempts so far.
+   * The raw bytes are kept when the fetch itself worked, so a quarantined message keeps them.
+   */
+  recordMessageFailure(mailbox: string, serverId: string, error: string, raw: Buffer | undefined): number {
+    const at = now();
+    const row = this.db
+      .prepare<[string, string, string, string, string, Buffer | null], { attempts: number }>(
+        `INSERT INTO message_failures (mailbox, server_id, attempts, last_error, first_failed_at, last_failed_at, raw)
+         VALUES (?, ?, 1, ?, ?, ?, ?)
+         ON CONFLICT (mailbox, server_id) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error,
+           last_failed_at = excluded.last_failed_at, raw = COALESCE(excluded.raw, raw)
+         RETURNING attempts`,
+      )
+      .get(mailbox, serverId, error, at, at, raw ?? null);
+    return row?.attempts ?? 1;
+  }
+
+  /**
+   * Gives up on a message after its attempts: it stays on the server untouched, its receipt says
+   * 'quarantined' so no later run trips over it again, and `status` lists it.
+   */
+  quarantine(mailbox: string, serverId: string, uid: number | undefined, uidValidity: string): void {
+    this.db.transaction(() => {
+      const at = now();
+      this.db.prepare('UPDATE message_failures SET quarantined_at = ? WHERE mailbox = ? AND server_id = ?').run(at, mailbox, serverId);
+      if (!this.s.receipt.get(mailbox, serverId)) {
+        this.s.insertReceipt.run({ mailbox, serverId, messageRef: null, outcome: 'quarantined', at, acknowledgedAt: at });
+      }
+      if (uid !== undefined) this.s.advanceCursor.run(mailbox, uidValidity, uid);
+    }).immediate();
+  }
+
   /** Step 3 of the protocol, in one IMMEDIATE transaction (the write lock is taken up front). */
   ingest(input: IngestInput): IngestResult {
     return this.db.transaction((): IngestResult => {
       const { mailbox, serverId, raw, parsed } = input;
       if (this.s.receipt.get(mailbox, serverId)) return { outcome: 'known' };
       const at = now();
-      const acknowledgedAt = input.acknowledged ? at : null;
+      const headersOnly = input.headersOnly === true;
+      const acknowledgedAt = input.acknowledged || headersOnly ? at : null;
       const advance = () => {
         if (input.uid !== undefined) this.s.advanceCursor.run(mailbox, input.uidValidity, input.uid);
       };
@@ -184,6 +227,7 @@ export class MailStore {
           rawSha256: sha256(raw),
           dedupeHash: hash,
           parseError: parsed.parseError ?? null,
+          headersOnly: headersOnly ? 1 : 0,
         }).lastInsertRowid,
       );
       for (const a of parsed.attachments) {
@@ -199,7 +243,7 @@ export class MailStore {
           sha256: digest,
         });
       }
-      this.s.insertReceipt.run({ mailbox, serverId, messageRef, outcome: 'stored', at, acknowledgedAt });
+      this.s.insertReceipt.run({ mailbox, serverId, messageRef, outcome: headersOnly ? 'headers-only' : 'stored', at, acknowledgedAt });
       advance();
       return { outcome: 'stored', ticketNumber: this.s.ticketNumber.get(ticketId)?.number ?? 0, newTicket };
     }).immediate();

@@ -21,3 +21,16 @@ export function recordOutcome(db: Db, mailbox: string, error: string | undefined
     ).run(mailbox, error);
   }
 }
+
+/** The part of a mailbox's record that decides whether it is due. */
+export function readHealth(db: Db, mailbox: string): { lastAttemptAt: Date | undefined; consecutiveFailures: number } {
+  const row = db
+    .prepare<[string], { last_attempt_at: string | null; consecutive_failures: number }>(
+      'SELECT last_attempt_at, consecutive_failures FROM mailbox_state WHERE mailbox = ?',
+    )
+    .get(mailbox);
+  return {
+    lastAttemptAt: row?.last_attempt_at ? new Date(row.last_attempt_at) : undefined,
+    consecutiveFailures: row?.consecutive_failures ?? 0,
+  };
+}

@@ -23,7 +23,7 @@ async function fetchWith(variant: Variant, extra: Record<string, unknown>) {
   const dir = tempDir();
   const db = join(dir, 'mailpoll.db');
   const config = writeConfig(dir, { database: db, mailboxes: [mailboxEntry(server, variant, user, extra)] });
-  const run = await runMailpoll(['fetch', '--config', config, '--json']);
+  const run = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
   expect(run.code, run.stderr).toBe(0);
   expect(query<{ n: number }>(db, 'SELECT COUNT(*) AS n FROM messages')[0]?.n).toBe(3);
   const owed = query<{ n: number }>(db, 'SELECT COUNT(*) AS n FROM receipts WHERE acknowledged_at IS NULL')[0]?.n;
@@ -61,7 +61,7 @@ describe('after: what happens on the server once a message is stored', () => {
   it('POP3 keep (the default) leaves them on the server and a second run fetches nothing', async () => {
     const { inbox, config } = await fetchWith(POP3, {});
     expect(inbox).toHaveLength(3);
-    const again = await runMailpoll(['fetch', '--config', config, '--json']);
+    const again = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
     expect(JSON.parse(again.stdout).mailboxes[0]).toMatchObject({ fetched: 0, stored: 0 });
   });
 
@@ -77,7 +77,7 @@ describe('after: what happens on the server once a message is stored', () => {
     await server.deliver(user.user, plainMessage({ subject: 'big' }, 'x'.repeat(20_000) + '\r\n'));
     const dir = tempDir();
     const config = writeConfig(dir, { mailboxes: [mailboxEntry(server, IMAP, user, { after: 'delete', maxMessageBytes: 10_000 })] });
-    const run = await runMailpoll(['fetch', '--config', config, '--json']);
+    const run = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
     expect(JSON.parse(run.stdout).mailboxes[0]).toMatchObject({ stored: 1, oversize: 1 });
     expect(await server.listMaildir(user.user)).toHaveLength(1);
     expect(query<{ subject: string }>(join(dir, 'mailpoll.db'), 'SELECT subject FROM messages')).toEqual([{ subject: 'small' }]);

@@ -61,7 +61,7 @@ async function countStored(db: string): Promise<number> {
 
 /** Starts a fetch and SIGKILLs it once at least `atLeast` messages are committed. */
 async function killWhenStored(config: string, db: string, atLeast: number): Promise<boolean> {
-  const child = spawnMailpoll(['fetch', '--config', config, '--log-level', 'warn']);
+  const child = spawnMailpoll(['fetch', '--now', '--config', config, '--log-level', 'warn']);
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   let done = false;
   void exited.then(() => (done = true));
@@ -99,7 +99,7 @@ describe.each<Variant>([
     }
     expect(kills, 'the kills landed mid-run').toBeGreaterThanOrEqual(2);
 
-    const final = await runMailpoll(['fetch', '--config', config, '--json']);
+    const final = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
     expect(final.code, final.stderr).toBe(0);
     assertExactlyOnce(db, delivered);
     expect(await server.listMaildir(user.user)).toHaveLength(0);
@@ -120,7 +120,7 @@ describe.each<Variant>([
       // different places: during the listing, mid-message, between a commit and its acknowledgement.
       for (let i = 0; i < 40; i++) {
         proxy.cutAfterServerBytes = 3_000 + i * 1_700;
-        const run = await runMailpoll(['fetch', '--config', config, '--json']);
+        const run = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
         await assertNothingLost(user.user, delivered, db);
         const ids = storedIds(db);
         expect(new Set(ids).size).toBe(ids.length);
@@ -131,7 +131,7 @@ describe.each<Variant>([
       expect(proxy.cuts).toBeGreaterThanOrEqual(3);
       expect(await countStored(db)).toBeGreaterThan(0);
       proxy.cutAfterServerBytes = undefined;
-      const final = await runMailpoll(['fetch', '--config', config, '--json']);
+      const final = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
       expect(final.code, final.stdout + final.stderr).toBe(0);
       assertExactlyOnce(db, delivered);
       expect(await server.listMaildir(user.user)).toHaveLength(0);
@@ -154,7 +154,7 @@ describe('dedupe across mailboxes', () => {
       database: db,
       mailboxes: [mailboxEntry(server, { protocol: 'imap', tls: 'implicit' }, a), mailboxEntry(server, { protocol: 'pop3', tls: 'implicit' }, b)],
     });
-    const run = await runMailpoll(['fetch', '--config', config, '--json']);
+    const run = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
     expect(run.code, run.stderr).toBe(0);
     expect(storedIds(db)).toEqual([id]);
     const outcomes = query<{ outcome: string }>(db, 'SELECT outcome FROM receipts ORDER BY outcome').map((r) => r.outcome);

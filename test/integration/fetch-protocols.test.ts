@@ -31,7 +31,7 @@ describe.each(VARIANTS)('$protocol with tls: $tls', (variant) => {
     const db = join(dir, 'mailpoll.db');
     const config = writeConfig(dir, { database: db, mailboxes: [mailboxEntry(server, variant, user)] });
 
-    const first = await runMailpoll(['fetch', '--config', config, '--json']);
+    const first = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
     expect(first.stderr).not.toContain(user.password);
     expect(first.code, first.stderr).toBe(0);
     const summary = JSON.parse(first.stdout) as { ok: boolean; mailboxes: { stored: number; fetched: number }[] };
@@ -48,14 +48,14 @@ describe.each(VARIANTS)('$protocol with tls: $tls', (variant) => {
     expect(bySubject.get('VPN down')?.html_body).toContain('<b>VPN</b>');
     expect(query<{ n: number }>(db, "SELECT COUNT(*) AS n FROM attachments WHERE filename = 'invoice.pdf'")[0]?.n).toBe(1);
 
-    const second = await runMailpoll(['fetch', '--config', config, '--json']);
+    const second = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
     expect(second.code, second.stderr).toBe(0);
     expect(JSON.parse(second.stdout).mailboxes[0]).toMatchObject({ fetched: 0, stored: 0 });
     expect(query<{ n: number }>(db, 'SELECT COUNT(*) AS n FROM messages')[0]?.n).toBe(mix.length);
 
     const parent = rows[0] as MessageRow;
     await server.deliver(user.user, plainMessage({ subject: 'Re: printer', inReplyTo: parent.message_id, messageId: uniqueId('reply') }));
-    const third = await runMailpoll(['fetch', '--config', config, '--json']);
+    const third = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
     expect(third.code, third.stderr).toBe(0);
     const reply = query<{ ticket_id: number }>(db, "SELECT ticket_id FROM messages WHERE subject = 'Re: printer'");
     expect(reply).toEqual([{ ticket_id: parent.ticket_id }]);
@@ -71,17 +71,17 @@ describe('TLS verification', () => {
     const trusted = mailboxEntry(server, VARIANTS[1]!, user);
     const { ca: _ca, ...untrusted } = trusted;
     const config = writeConfig(dir, { mailboxes: [{ ...untrusted, name: 'untrusted' }] });
-    const refused = await runMailpoll(['fetch', '--config', config, '--json']);
+    const refused = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
     expect(refused.code).toBe(1);
     const failed = JSON.parse(refused.stdout).mailboxes[0];
     expect(failed).toMatchObject({ ok: false, errorCode: 'TLS', stored: 0 });
     expect(failed.error).toMatch(/ca:/);
 
     const starttls = writeConfig(dir, { mailboxes: [{ ...mailboxEntry(server, VARIANTS[2]!, user), ca: undefined, name: 'untrusted-stls' }] }, 'b.yaml');
-    const refusedStls = await runMailpoll(['fetch', '--config', starttls, '--json']);
+    const refusedStls = await runMailpoll(['fetch', '--now', '--config', starttls, '--json']);
     expect(JSON.parse(refusedStls.stdout).mailboxes[0]).toMatchObject({ ok: false, errorCode: 'TLS' });
 
-    const ok = await runMailpoll(['fetch', '--config', writeConfig(dir, { mailboxes: [trusted] }, 'c.yaml'), '--json']);
+    const ok = await runMailpoll(['fetch', '--now', '--config', writeConfig(dir, { mailboxes: [trusted] }, 'c.yaml'), '--json']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).mailboxes[0]).toMatchObject({ ok: true, stored: 1 });
   });
@@ -102,7 +102,7 @@ describe('failures are contained', () => {
         { ...mailboxEntry(server, VARIANTS[1]!, good), name: 'good' },
       ],
     });
-    const run = await runMailpoll(['fetch', '--config', config]);
+    const run = await runMailpoll(['fetch', '--now', '--config', config]);
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/bad-imap\s+FAILED/);
     expect(run.stdout).toMatch(/bad-pop3\s+FAILED/);
@@ -122,7 +122,7 @@ describe('failures are contained', () => {
     const file = join(dir, 'mailpoll.yaml');
     const { writeFileSync } = await import('node:fs');
     writeFileSync(file, ['mailboxes:', '  - name: x', '    protocol: imap', '    host: 127.0.0.2', '    port: high', '    username: u', '    password: p', ''].join('\n'));
-    const run = await runMailpoll(['fetch', '--config', file]);
+    const run = await runMailpoll(['fetch', '--now', '--config', file]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(`${file}:5:`);
     expect(run.stderr).toContain('mailboxes[0].port');

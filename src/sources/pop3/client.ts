@@ -12,7 +12,7 @@
  * than one entry.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, TLSSocket, type CipherNameAndProtocol, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import type { MailboxConfig } from '../../config/types.js';
 import { AuthError, ConnectionError, MailpollError, ProtocolError, TimeoutError, TlsError } from '../../errors.js';
 import { classifyNetworkError, tlsOptionsFor } from '../tls-options.js';
@@ -47,6 +47,17 @@ export interface UidlEntry {
 export interface ListEntry {
   number: number;
   size: number;
+}
+
+/** The negotiated TLS session, as node:tls reports it (for `mailpoll test`). */
+export interface TlsSessionInfo {
+  /** e.g. 'TLSv1.3'. */
+  protocol: string | null;
+  cipher: CipherNameAndProtocol;
+  /** The server's leaf certificate; undefined if it sent none. */
+  certificate: PeerCertificate | undefined;
+  /** Whether the certificate verified (false only with insecureSkipVerify). */
+  authorized: boolean;
 }
 
 interface PendingCommand {
@@ -138,6 +149,19 @@ export class Pop3Client {
     return this.tls;
   }
 
+  /** The TLS session once the bytes on the wire are encrypted; undefined in plaintext. Read-only. */
+  tlsInfo(): TlsSessionInfo | undefined {
+    const socket = this.socket;
+    if (!this.tls || !(socket instanceof TLSSocket)) return undefined;
+    const certificate = socket.getPeerCertificate();
+    return {
+      protocol: socket.getProtocol(),
+      cipher: socket.getCipher(),
+      certificate: certificate === null || Object.keys(certificate).length === 0 ? undefined : certificate,
+      authorized: socket.authorized,
+    };
+  }
+
   /**
    * Authenticates. AUTH PLAIN (RFC 4616 via RFC 5034) when CAPA lists SASL PLAIN, else USER/PASS.
    * A refusal is an AuthError holding the server's text; the password never appears in an error.
@@ -197,6 +221,19 @@ export class Pop3Client {
   }
 
   /** DELE: marks a message deleted; the server removes it only at QUIT (RFC 1939 section 6). */
+  /**
+   * TOP n 0: the header block and the blank line after it (RFC 1939 section 7, optional; every
+   * server that announces TOP in CAPA has it). Used for oversize messages with `oversize: headers`.
+   */
+  async top(messageNumber: number, maxBytes: number): Promise<Buffer> {
+    assertMessageNumber(messageNumber);
+    const label = `TOP ${messageNumber} 0`;
+    const r = this.expectOk(await this.command(label, label, { shape: 'multi', maxBodyBytes: maxBytes }), label);
+    if (r.overLimit) throw this.protocolError(`the header block of message ${messageNumber} is larger than ${maxBytes} bytes`);
+    if (r.body === undefined) throw this.protocolError(`${label} returned no data`);
+    return r.body;
+  }
+
   async dele(messageNumber: number): Promise<void> {
     assertMessageNumber(messageNumber);
     const label = `DELE ${messageNumber}`;

@@ -68,6 +68,10 @@ class Pop3Session implements MailSession {
     return this.client.retr(this.numberOf(candidate.serverId), maxBytes);
   }
 
+  async fetchHeaders(candidate: Candidate): Promise<Buffer> {
+    return this.client.top(this.numberOf(candidate.serverId), 1024 * 1024);
+  }
+
   async acknowledge(serverIds: readonly string[]): Promise<void> {
     if (this.mailbox.after !== 'delete') return; // 'keep': the messages stay on the server.
     // Resolve every id before the first DELE, so an unknown one sends nothing.
