@@ -14,22 +14,17 @@ import { BIN, query, REPO_ROOT } from '../test/support/mailpoll.js';
 const root = REPO_ROOT;
 const demoDir = join(root, '.demo');
 
-function ensureDovecot(): void {
-  if (dovecotAvailable()) return;
-  if (process.getuid?.() !== 0) {
-    console.error('The demo needs Dovecot. Install it, then run `npm run demo` again:\n  sudo apt-get install dovecot-imapd dovecot-pop3d openssl');
-    process.exit(1);
-  }
+// The private Dovecot runs mail as an unprivileged user it creates, and installing it needs apt-get.
+if (process.getuid?.() !== 0) {
+  console.error('The demo runs a private Dovecot, which needs root. Run it as root (e.g. `sudo npm run demo`).');
+  if (!dovecotAvailable()) console.error('It also needs Dovecot: apt-get install dovecot-imapd dovecot-pop3d openssl');
+  process.exit(1);
+}
+if (!dovecotAvailable()) {
   console.log('Dovecot is missing: installing it with apt-get…');
   const r = spawnSync('bash', [join(root, 'scripts/install-deps.sh')], { stdio: 'inherit' });
   if (r.status !== 0) process.exit(1);
 }
-
-if (process.getuid?.() !== 0) {
-  console.error('The demo runs a private Dovecot, which needs root (it runs mail as an unprivileged user it creates). Run it as root, e.g. `sudo npm run demo`.');
-  process.exit(1);
-}
-ensureDovecot();
 
 rmSync(demoDir, { recursive: true, force: true });
 mkdirSync(demoDir, { recursive: true });

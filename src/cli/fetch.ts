@@ -1,6 +1,6 @@
 import { configPath, loadConfig } from '../config/load.js';
 import { ConfigError } from '../errors.js';
-import { dueMailboxes, runFetch } from '../fetch/run-fetch.js';
+import { dueMailboxes, runFetch, storeRules } from '../fetch/run-fetch.js';
 import type { MailboxSummary } from '../fetch/summary.js';
 import { createLogger } from '../log.js';
 import { openDatabase } from '../store/database.js';
@@ -33,7 +33,7 @@ export async function fetchCommand(opts: FetchCommandOptions): Promise<number> {
       return EXIT.OK;
     }
     const log = await createLogger({ level: opts.logLevel, pretty: process.stderr.isTTY === true });
-    const summaries = await runFetch(due, db, { only: opts.mailbox, now: opts.now, concurrency: opts.concurrency }, log);
+    const summaries = await runFetch(due, db, { only: opts.mailbox, now: opts.now, concurrency: opts.concurrency, rules: storeRules(config) }, log);
     process.stdout.write(opts.json ? `${JSON.stringify({ ok: summaries.every((s) => s.ok), mailboxes: summaries }, null, 2)}\n` : formatSummary(summaries));
     return summaries.every((s) => s.ok) ? EXIT.OK : EXIT.FAILED;
   } finally {

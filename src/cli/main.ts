@@ -5,6 +5,7 @@ import { scrub } from '../log.js';
 import { EXIT } from './exit-codes.js';
 import { registerScheduleCommand } from './schedule-command.js';
 import { registerTestCommand } from './test-command.js';
+import { registerTicketCommands } from './ticket-commands.js';
 
 /**
  * The command line. Each command's module is imported only when that command runs, so
@@ -49,6 +50,16 @@ program
     process.exitCode = await statusCommand({ ...program.opts<GlobalOptions>(), json: opts.json === true });
   });
 
+program
+  .command('daemon')
+  .description('run until stopped: poll each mailbox on its own schedule, IMAP IDLE where idle: true')
+  .option('--concurrency <n>', 'mailboxes polled at once', (v) => Number.parseInt(v, 10), 4)
+  .action(async (opts: { concurrency: number }) => {
+    const { daemonCommand } = await import('./daemon.js');
+    process.exitCode = await daemonCommand({ ...program.opts<GlobalOptions>(), ...opts });
+  });
+
+registerTicketCommands(program, () => program.opts<GlobalOptions>());
 registerTestCommand(program, () => program.opts<GlobalOptions>());
 registerScheduleCommand(program, () => program.opts<GlobalOptions>());
 

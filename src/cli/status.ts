@@ -27,7 +27,7 @@ export function formatStatus(report: StatusReport): string {
     out.push(`  last success   ${when(m.lastSuccessAt)}`);
     out.push(`  next due       ${m.nextDueAt === null ? 'now' : when(m.nextDueAt)}`);
     if (m.lastError) out.push(`  last error     ${m.lastError}`);
-    out.push(`  stored ${m.stored}, duplicates ${m.duplicates}, oversize ${m.oversize}, quarantined ${m.quarantined.length}` +
+    out.push(`  stored ${m.stored}, duplicates ${m.duplicates}, oversize ${m.oversize} (+${m.headersOnly} headers only), quarantined ${m.quarantined.length}` +
       (m.owedAcknowledgements > 0 ? `, server actions owed ${m.owedAcknowledgements}` : ''));
     for (const q of m.quarantined) out.push(`  quarantined    ${q.serverId} after ${q.attempts} attempts: ${q.lastError}`);
   }

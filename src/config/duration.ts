@@ -18,5 +18,6 @@ export function parseBytes(value: unknown): number | undefined {
   if (!match) return undefined;
   const unit = (match[2] ?? 'B').toUpperCase().replace('I', '');
   const factor = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[unit] ?? 1;
-  return Math.floor(Number(match[1]) * factor);
+  const bytes = Math.floor(Number(match[1]) * factor);
+  return bytes > 0 ? bytes : undefined;
 }

@@ -50,19 +50,21 @@ export function parseConfig(text: string, file: string): Config {
   }
 
   const top = fileSchema.safeParse(doc.toJS() ?? {});
-  if (!top.success) throw new ConfigError(zodProblems(top.error, [], at));
+  if (!top.success) throw new ConfigError(zodProblems(top.error, [], at, doc.toJS()));
   const data = top.data;
   const problems: ConfigProblem[] = [];
 
   const defaults = defaultsSchema.safeParse(data.defaults ?? {});
-  if (!defaults.success) problems.push(...zodProblems(defaults.error, ['defaults'], at));
+  if (!defaults.success) problems.push(...zodProblems(defaults.error, ['defaults'], at, data.defaults));
   const defaultValues = defaults.success ? defaults.data : {};
 
   const baseDir = dirname(file);
   const mailboxes: MailboxConfig[] = [];
   const seen = new Map<string, number>();
   data.mailboxes.forEach((raw, index) => {
-    const merged = { ...defaultValues, ...raw };
+    const merged: Record<string, unknown> = { ...defaultValues, ...raw };
+    // timeouts merge per key: a mailbox that sets only `connect` keeps the default `command`.
+    if (isRecord(defaultValues.timeouts) && isRecord(raw.timeouts)) merged.timeouts = { ...defaultValues.timeouts, ...raw.timeouts };
     // A problem belongs to the mailbox when it sets the key, else to `defaults` when that sets it.
     const where = (path: Path, field: string, message: string): ConfigProblem => {
       const key = path[0];
@@ -74,7 +76,7 @@ export function parseConfig(text: string, file: string): Config {
     };
     const parsed = mailboxSchema.safeParse(merged);
     if (!parsed.success) {
-      problems.push(...zodProblems(parsed.error, [], where));
+      problems.push(...zodProblems(parsed.error, [], where, merged));
       return;
     }
     const input = parsed.data as MailboxInput & { protocol: 'imap' | 'pop3'; host: string; username: string };
@@ -89,7 +91,18 @@ export function parseConfig(text: string, file: string): Config {
   });
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { file, database: resolve(baseDir, data.database ?? 'mailpoll.db'), mailboxes };
+  return {
+    file,
+    database: resolve(baseDir, data.database ?? 'mailpoll.db'),
+    mailboxes,
+    tickets: {
+      token: data.tickets?.token ?? '[#NUMBER]',
+      loopGuard: {
+        max: data.tickets?.loopGuard?.max ?? 10,
+        windowMs: parseDuration(data.tickets?.loopGuard?.window ?? '1h') ?? 3_600_000,
+      },
+    },
+  };
 }
 
 /** Applies defaults and the rules that span several fields. Reports through `problem`. */
@@ -144,6 +157,7 @@ function normaliseMailbox(
     oversize: m.oversize ?? 'skip',
     everyMs: parseDuration(m.every ?? '5m') ?? 300_000,
     idle: m.idle ?? false,
+    policy: { autoReplies: m.autoReplies ?? 'thread', bounces: m.bounces ?? 'thread' },
     timeouts: {
       connectMs: parseDuration(m.timeouts?.connect ?? '30s') ?? 30_000,
       commandMs: parseDuration(m.timeouts?.command ?? '120s') ?? 120_000,
@@ -162,6 +176,7 @@ function zodProblems(
   error: z.ZodError,
   prefix: Path,
   at: (path: Path, field: string, message: string) => ConfigProblem,
+  input: unknown,
 ): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   for (const issue of error.issues) {
@@ -170,7 +185,8 @@ function zodProblems(
       for (const key of issue.keys) out.push(at([...path, key], fieldName([...issue.path as Path, key], prefix), 'unknown key'));
       continue;
     }
-    const message = issue.code === 'invalid_type' && issue.input === undefined ? 'missing required field' : issue.message;
+    const missing = issue.code === 'invalid_type' && valueAt(input, issue.path as Path) === undefined;
+    const message = missing ? 'missing required field' : issue.message;
     out.push(at(path, fieldName(issue.path as Path, prefix), message));
   }
   return out;
@@ -200,4 +216,17 @@ function locate(doc: Document, path: Path, counter: LineCounter): { line: number
     }
   }
   return offset === undefined ? undefined : counter.linePos(offset);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function valueAt(root: unknown, path: Path): unknown {
+  let node = root;
+  for (const seg of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string | number, unknown>)[seg];
+  }
+  return node;
 }

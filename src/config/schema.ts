@@ -34,6 +34,8 @@ const mailboxFields = {
   oversize: z.enum(['skip', 'headers']),
   every: duration,
   idle: z.boolean(),
+  autoReplies: z.enum(['open', 'thread', 'store']),
+  bounces: z.enum(['open', 'thread', 'store']),
   timeouts: z.strictObject({ connect: duration.optional(), command: duration.optional() }),
 };
 
@@ -52,6 +54,12 @@ export const mailboxSchema = z.strictObject({
 
 export const fileSchema = z.strictObject({
   database: z.string().min(1).optional(),
+  tickets: z
+    .strictObject({
+      token: z.string().includes('NUMBER', { message: 'the token must contain NUMBER, e.g. [#NUMBER]' }).optional(),
+      loopGuard: z.strictObject({ max: z.number().int().min(1).optional(), window: duration.optional() }).optional(),
+    })
+    .optional(),
   defaults: z.record(z.string(), z.unknown()).optional(),
   mailboxes: z.array(z.record(z.string(), z.unknown())).min(1, { message: 'at least one mailbox is needed' }),
 });

@@ -19,7 +19,8 @@ export async function resolveSecret(ref: SecretRef, mailbox: string, env: NodeJS
       });
     case 'file':
       try {
-        return trimNewline(await readFile(ref.path, 'utf8'));
+        // The first line: a trailing newline or a comment line after it never becomes part of it.
+        return (await readFile(ref.path, 'utf8')).split(/\r?\n/)[0] ?? '';
       } catch (cause) {
         throw new SecretError(`cannot read passwordFile ${ref.path}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { mailbox, cause });
       }

@@ -52,6 +52,8 @@ export interface MailboxConfig {
   everyMs: number;
   /** IMAP only, daemon only: wait with IMAP IDLE and fetch new mail within seconds. */
   idle: boolean;
+  /** What auto-replies and bounces may do: open a ticket, only join an existing one, or neither. */
+  policy: { autoReplies: 'open' | 'thread' | 'store'; bounces: 'open' | 'thread' | 'store' };
   timeouts: Timeouts;
 }
 
@@ -61,4 +63,9 @@ export interface Config {
   /** Absolute path of the SQLite database. */
   database: string;
   mailboxes: MailboxConfig[];
+  tickets: {
+    /** Subject token that names a ticket, NUMBER standing for its number. */
+    token: string;
+    loopGuard: { max: number; windowMs: number };
+  };
 }

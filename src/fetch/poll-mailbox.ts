@@ -2,6 +2,7 @@ import type { MailboxConfig } from '../config/types.js';
 import { errorMessage, MailpollError, ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { scrub } from '../log.js';
+import { classify } from '../parse/classify.js';
 import type { ParsedMessage } from '../parse/types.js';
 import type { Candidate, Listing, MailSession, MailSource } from '../sources/mail-source.js';
 import type { MailStore } from '../store/mail-store.js';
@@ -13,6 +14,8 @@ const ACK_BATCH = 50;
 
 /** A message that failed this many times (across runs) is quarantined instead of retried. */
 export const MAX_MESSAGE_ATTEMPTS = 3;
+/** ...unless each failure was the connection breaking while this message was in transfer. */
+export const MAX_CONNECTION_ATTEMPTS = 10;
 
 /** Database failures that say nothing about the message at hand: never counted against it. */
 const ENVIRONMENTAL_SQLITE = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|NOMEM|CORRUPT|NOTADB)/;
@@ -92,7 +95,10 @@ async function handleOversize(
   }
   const raw = await session.fetchHeaders(candidate);
   const parsed = await deps.parse(raw);
-  deps.store.ingest({ mailbox: mailbox.name, serverId: candidate.serverId, uid: cursorUid, uidValidity, raw, parsed, acknowledged: true, headersOnly: true });
+  deps.store.ingest({
+    mailbox: mailbox.name, serverId: candidate.serverId, uid: cursorUid, uidValidity, raw, parsed,
+    acknowledged: true, headersOnly: true, classification: classify(raw, parsed), policy: mailbox.policy,
+  });
   log.warn(details, 'message over maxMessageBytes: headers stored, message left on the server');
 }
 
@@ -138,19 +144,20 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
       log.info({ bytes: summary.bytes, cap: mailbox.maxBytes }, 'maxBytes reached for this run; the rest come next run');
       break;
     }
-    if (candidate.size > mailbox.maxMessageBytes) {
-      await handleOversize(mailbox, session, deps, candidate, blocked ? undefined : candidate.uid, listing.uidValidity, log);
-      summary.oversize += 1;
-      continue;
-    }
     const cursorUid = blocked ? undefined : candidate.uid;
     let raw: Buffer | undefined;
     let result;
     try {
+      if (candidate.size > mailbox.maxMessageBytes) {
+        await handleOversize(mailbox, session, deps, candidate, cursorUid, listing.uidValidity, log);
+        summary.oversize += 1;
+        continue;
+      }
       raw = await session.fetch(candidate, mailbox.maxMessageBytes);
       summary.fetched += 1;
       summary.bytes += raw.length;
       const parsed = await deps.parse(raw);
+      const classification = classify(raw, parsed);
       if (parsed.parseError !== undefined) log.warn({ serverId: candidate.serverId, parseError: parsed.parseError }, 'stored raw: message could not be parsed');
       result = store.ingest({
         mailbox: name,
@@ -160,12 +167,20 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
         raw,
         parsed,
         acknowledged: !needsAck,
+        classification,
+        policy: mailbox.policy,
       });
+      if (result.outcome === 'stored' && result.probableLoop) {
+        log.warn({ serverId: candidate.serverId, from: parsed.from?.address, ticket: result.ticketNumber }, 'probable mail loop: this sender opened many tickets in a short time');
+      }
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (typeof code === 'string' && ENVIRONMENTAL_SQLITE.test(code)) throw err;
       const attempts = store.recordMessageFailure(name, candidate.serverId, scrub(errorMessage(err)), raw);
-      if (attempts >= MAX_MESSAGE_ATTEMPTS) {
+      // A refusal of this message is its own fault after a few tries; a broken connection may be
+      // the network's, so it takes many more before the message itself is blamed.
+      const limit = err instanceof ProtocolError ? MAX_MESSAGE_ATTEMPTS : MAX_CONNECTION_ATTEMPTS;
+      if (attempts >= limit) {
         store.quarantine(name, candidate.serverId, cursorUid, listing.uidValidity);
         summary.quarantined += 1;
         log.error({ serverId: candidate.serverId, attempts, err: scrub(errorMessage(err)) }, 'message quarantined after repeated failures; left on the server');

@@ -7,7 +7,8 @@ import type { MailSource } from '../sources/mail-source.js';
 import type { Db } from '../store/database.js';
 import { acquireLease, LEASE_TTL_MS, leaseOwnerId, releaseLease, renewLease } from '../store/leases.js';
 import { readHealth, recordAttempt, recordOutcome } from '../store/mailbox-state.js';
-import { MailStore } from '../store/mail-store.js';
+import { MailStore, type StoreRules } from '../store/mail-store.js';
+import { ticketTokenMatcher } from '../tickets/subject.js';
 import { pollMailbox } from './poll-mailbox.js';
 import { isDue } from './schedule.js';
 import { emptySummary, type MailboxSummary } from './summary.js';
@@ -22,6 +23,13 @@ export interface FetchOptions {
   signal?: AbortSignal;
   /** Lease owner id; one per process by default. */
   owner?: string;
+  /** Ticket rules from the config's `tickets:` section. */
+  rules?: StoreRules;
+}
+
+/** The config's ticket rules in the form the store uses. */
+export function storeRules(config: Config): StoreRules {
+  return { ticketToken: ticketTokenMatcher(config.tickets.token), loopGuard: config.tickets.loopGuard };
 }
 
 const processOwner = leaseOwnerId();
@@ -49,7 +57,7 @@ export function dueMailboxes(config: Config, db: Db, options: Pick<FetchOptions,
  * the others run on. SQLite writes stay on this one thread.
  */
 export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, options: FetchOptions, log: Logger): Promise<MailboxSummary[]> {
-  const store = new MailStore(db);
+  const store = new MailStore(db, options.rules);
   const results: MailboxSummary[] = new Array(mailboxes.length);
   let next = 0;
   const worker = async () => {

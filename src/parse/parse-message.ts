@@ -1,5 +1,6 @@
 import type { AddressObject, Attachment, EmailAddress } from 'mailparser';
 import { errorMessage } from '../errors.js';
+import { decodeEncodedWords, needsOwnDecoding } from './encoded-words.js';
 import { headerFields, splitHeader, stripAngles } from './raw-headers.js';
 import type { Address, ParsedAttachment, ParsedMessage } from './types.js';
 
@@ -16,7 +17,7 @@ export async function parseMessage(raw: Buffer): Promise<ParsedMessage> {
       messageId: stripAngles(mail.messageId),
       inReplyTo: stripAngles(mail.inReplyTo),
       references: toIds(mail.references),
-      subject: mail.subject,
+      subject: subjectOf(raw, mail.subject),
       from: addresses(mail.from)[0],
       replyTo: addresses(mail.replyTo),
       to: addresses(mail.to),
@@ -30,6 +31,13 @@ export async function parseMessage(raw: Buffer): Promise<ParsedMessage> {
   } catch (err) {
     return fallback(raw, errorMessage(err));
   }
+}
+
+/** mailparser's subject, unless the raw header holds encoded-words it is known to mangle. */
+function subjectOf(raw: Buffer, parsed: string | undefined): string | undefined {
+  const rawSubject = headerFields(splitHeader(raw).header).get('subject')?.[0];
+  if (rawSubject === undefined || !needsOwnDecoding(rawSubject)) return parsed;
+  return decodeEncodedWords(rawSubject);
 }
 
 function fallback(raw: Buffer, parseError: string): ParsedMessage {

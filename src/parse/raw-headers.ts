@@ -37,19 +37,40 @@ export function stripAngles(id: string | undefined): string | undefined {
 }
 
 /**
- * The identity of a message for the second dedupe layer: Message-ID, From, Date, Subject and the
- * body, but not the trace headers (Received, Delivered-To, Return-Path, X-Original-To) that each
- * receiving mailbox adds. So the same mail delivered to two of our mailboxes, or re-uploaded
- * with a new UID, hashes the same, while two different mails that share a Message-ID do not.
- * Line endings are normalised because servers may serve bare LF as CRLF.
+ * Header fields that each receiving system adds or changes on the way in (RFC 5322 section 3.6.7
+ * trace fields, delivery and filtering stamps, mailbox-state headers of local stores). They differ
+ * between two deliveries of one mail, so the dedupe hash leaves them out; every other field counts.
+ */
+const TRACE_FIELDS = new Set([
+  'received', 'return-path', 'delivered-to', 'x-original-to', 'x-delivered-to', 'envelope-to', 'x-envelope-to',
+  'x-envelope-from', 'x-received', 'x-rcpt-to', 'authentication-results', 'arc-seal', 'arc-message-signature',
+  'arc-authentication-results', 'received-spf', 'status', 'x-status', 'x-keywords', 'x-uid', 'lines', 'content-length',
+]);
+const TRACE_PREFIXES = ['resent-', 'x-spam-', 'x-virus-', 'x-ms-exchange-organization-', 'x-gm-', 'x-google-', 'x-mailpoll-'];
+
+function isTraceField(name: string): boolean {
+  return TRACE_FIELDS.has(name) || TRACE_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/**
+ * The identity of a message for the second dedupe layer: every header field in order except the
+ * trace fields above, and the body. So the same mail delivered to two of our mailboxes, or
+ * re-uploaded with a new UID, hashes the same, while two mails that differ in anything their
+ * author's software wrote (a Content-Type, a Sender, one byte of body) do not. Line endings are
+ * normalised because servers may serve bare LF as CRLF.
  */
 export function dedupeHash(raw: Buffer): string {
   const { header, body } = splitHeader(raw);
-  const fields = headerFields(header);
   const hash = createHash('sha256');
-  for (const name of ['message-id', 'from', 'date', 'subject', 'to', 'cc']) {
-    hash.update(`${name}:${(fields.get(name) ?? []).join('\u0000')}\n`);
+  const unfolded = header.toString('latin1').replace(/\r?\n(?=[ \t])/g, '');
+  for (const line of unfolded.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    // Leading whitespace is kept: " From:" on the first line is not the same header as "From:".
+    const name = (colon > 0 ? line.slice(0, colon) : line).trimEnd().toLowerCase();
+    if (colon > 0 && isTraceField(name.trim())) continue;
+    hash.update(`${name}\u0000${colon > 0 ? line.slice(colon + 1).trim() : ''}\n`, 'latin1');
   }
+  hash.update('\u0001');
   hash.update(normaliseEol(body));
   return hash.digest('hex');
 }

@@ -1,20 +1,12 @@
 import type { ImapFlow } from 'imapflow';
 import type { MailboxConfig } from '../config/types.js';
-import { AuthError, FolderError, MailpollError, ProtocolError, TlsError } from '../errors.js';
+import { MailpollError, ProtocolError } from '../errors.js';
+import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
 import type { Candidate, Cursor, Listing, MailSession, MailSource } from './mail-source.js';
 import { classifyNetworkError, tlsOptionsFor } from './tls-options.js';
 
 /** Acknowledgements go out in chunks so no command line grows past what servers accept. */
 const ACK_CHUNK = 500;
-
-interface ImapErrorShape {
-  authenticationFailed?: boolean;
-  tlsFailed?: boolean;
-  serverResponseCode?: string;
-  responseText?: string;
-  response?: string;
-  code?: string;
-}
 
 /**
  * IMAP through imapflow (loaded lazily: a cron tick with nothing due never pays for it).
@@ -48,7 +40,7 @@ export function imapSource(mailbox: MailboxConfig, password: string): MailSource
         await client.connect();
       } catch (err) {
         client.close();
-        throw toError(err, mailbox, 'connect');
+        throw imapFailure(err, mailbox, 'connect');
       }
       return new ImapSession(client, mailbox, () => socketError);
     },
@@ -71,11 +63,7 @@ class ImapSession implements MailSession {
       // EXAMINE (read-only) when nothing is ever changed: even a bug cannot then touch the folder.
       opened = await this.client.mailboxOpen(this.mailbox.folder, { readOnly: this.mailbox.after === 'keep' });
     } catch (err) {
-      const e = err as ImapErrorShape;
-      if (e.serverResponseCode === 'NONEXISTENT' || /doesn't exist|not exist|unknown mailbox/i.test(e.responseText ?? e.response ?? '')) {
-        throw new FolderError(`folder "${this.mailbox.folder}" does not exist`, { mailbox: this.mailbox.name, cause: err, serverResponse: e.responseText });
-      }
-      throw this.fail(err, 'SELECT');
+      throw folderFailure(err, this.mailbox, 'SELECT');
     }
     this.uidValidity = String(opened.uidValidity);
     // A different UIDVALIDITY means the old UIDs name other messages now (RFC 3501 section 2.3.1.1):
@@ -180,21 +168,6 @@ class ImapSession implements MailSession {
   }
 
   private fail(err: unknown, what: string): MailpollError {
-    return toError(err, this.mailbox, what);
+    return imapFailure(err, this.mailbox, what);
   }
-}
-
-function toError(err: unknown, mailbox: MailboxConfig, what: string): MailpollError {
-  if (err instanceof MailpollError) return err;
-  const e = (err ?? {}) as ImapErrorShape;
-  const serverResponse = e.responseText ?? e.response;
-  const details = { mailbox: mailbox.name, cause: err, serverResponse };
-  if (e.authenticationFailed) {
-    return new AuthError(`login as ${mailbox.username} refused${serverResponse ? `: ${serverResponse}` : ''}`, details);
-  }
-  if (e.tlsFailed) return new TlsError(`TLS failed: ${(err as Error).message}`, details);
-  if (e.serverResponseCode !== undefined || e.responseText !== undefined) {
-    return new ProtocolError(`${what} failed: ${serverResponse ?? (err as Error).message}`, details);
-  }
-  return classifyNetworkError(err, mailbox, what);
 }

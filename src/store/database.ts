@@ -19,16 +19,16 @@ export function openDatabase(file: string): Db {
   try {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     db = new Database(file);
+    db.pragma('busy_timeout = 10000');
+    db.pragma('journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    // NORMAL is durable across process crashes in WAL mode; FULL also survives power loss
+    // at one fsync per commit, which we pay: a message acknowledged on the server must be on disk.
+    db.pragma('synchronous = FULL');
+    migrate(db);
   } catch (cause) {
     throw new StoreError(`cannot open database ${file}: ${(cause as Error).message}`, { cause });
   }
-  db.pragma('journal_mode = WAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 10000');
-  // NORMAL is durable across process crashes in WAL mode; FULL also survives power loss
-  // at one fsync per commit, which we pay: a message acknowledged on the server must be on disk.
-  db.pragma('synchronous = FULL');
-  migrate(db);
   return db;
 }
 

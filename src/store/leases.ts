@@ -17,7 +17,19 @@ export function leaseOwnerId(): string {
 
 export type LeaseResult = { acquired: true } | { acquired: false; owner: string; expiresAt: string };
 
-export function acquireLease(db: Db, mailbox: string, owner: string, now = new Date(), ttlMs = LEASE_TTL_MS): LeaseResult {
+/**
+ * Takes the mailbox's lease if it is free, expired, or held by a process of this host that no
+ * longer exists (killed with -9, or a crashed run): then the next cron tick need not wait out the
+ * expiry. A holder on another host is only ever outlived by the expiry.
+ */
+export function acquireLease(
+  db: Db,
+  mailbox: string,
+  owner: string,
+  now = new Date(),
+  ttlMs = LEASE_TTL_MS,
+  isGone: (holder: string) => boolean = holderIsGone,
+): LeaseResult {
   return db.transaction((): LeaseResult => {
     db.prepare('INSERT OR IGNORE INTO mailbox_state (mailbox) VALUES (?)').run(mailbox);
     const taken = db
@@ -30,6 +42,11 @@ export function acquireLease(db: Db, mailbox: string, owner: string, now = new D
     const row = db.prepare('SELECT lease_owner, lease_expires_at FROM mailbox_state WHERE mailbox = ?').get(mailbox) as
       | { lease_owner: string; lease_expires_at: string }
       | undefined;
+    if (row && isGone(row.lease_owner)) {
+      db.prepare('UPDATE mailbox_state SET lease_owner = ?, lease_expires_at = ? WHERE mailbox = ? AND lease_owner = ?')
+        .run(owner, new Date(now.getTime() + ttlMs).toISOString(), mailbox, row.lease_owner);
+      return { acquired: true };
+    }
     return { acquired: false, owner: row?.lease_owner ?? 'unknown', expiresAt: row?.lease_expires_at ?? '' };
   }).immediate();
 }
@@ -44,4 +61,18 @@ export function renewLease(db: Db, mailbox: string, owner: string, now = new Dat
 
 export function releaseLease(db: Db, mailbox: string, owner: string): void {
   db.prepare('UPDATE mailbox_state SET lease_owner = NULL, lease_expires_at = NULL WHERE mailbox = ? AND lease_owner = ?').run(mailbox, owner);
+}
+
+/** True when `holder` names a process on this host that is not running any more. */
+export function holderIsGone(holder: string): boolean {
+  const [host, pidText] = holder.split(':');
+  const pid = Number(pidText);
+  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0) return false;
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0); // signal 0 only asks whether the process exists (also on Windows)
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }

@@ -1,8 +1,28 @@
-import type { ParsedMessage } from '../parse/types.js';
+import type { Classification } from '../parse/classify.js';
 import { dedupeHash, sha256 } from '../parse/raw-headers.js';
+import { syntheticMessageId } from '../parse/synthetic-id.js';
+import type { ParsedMessage } from '../parse/types.js';
 import type { Cursor } from '../sources/mail-source.js';
+import { assignTicket, type TicketPolicy } from '../tickets/assign.js';
+import { loopVerdict } from '../tickets/loop-guard.js';
+import { displaySubject } from '../tickets/subject.js';
 import { chooseTicket, parentCandidates } from '../tickets/threading.js';
 import type { Db } from './database.js';
+
+/** Ticket rules that are the same for every mailbox. */
+export interface StoreRules {
+  /** Ticket numbers named by the subject's token, e.g. `[#1001]`. */
+  ticketToken: (subject: string | undefined) => number[];
+  /** More than `max` tickets opened by one sender within `windowMs` flags a probable mail loop. */
+  loopGuard: { max: number; windowMs: number };
+}
+
+export const DEFAULT_RULES: StoreRules = {
+  ticketToken: () => [],
+  loopGuard: { max: 10, windowMs: 3_600_000 },
+};
+
+const NORMAL: Classification = { class: 'normal', reason: '', originalMessageIds: [] };
 
 export interface IngestInput {
   mailbox: string;
@@ -14,6 +34,10 @@ export interface IngestInput {
   parsed: ParsedMessage;
   /** True when the post-fetch action is `keep`: nothing is owed to the server. */
   acknowledged: boolean;
+  /** The message's class; normal when absent. */
+  classification?: Classification;
+  /** What auto-replies and bounces may do to tickets in this mailbox. */
+  policy?: TicketPolicy;
   /**
    * Only the header block of an oversize message: stored and marked, and never acted on at the
    * server (its body exists nowhere else).
@@ -22,8 +46,8 @@ export interface IngestInput {
 }
 
 export type IngestResult =
-  | { outcome: 'stored'; ticketNumber: number; newTicket: boolean }
-  | { outcome: 'duplicate'; ticketNumber: number }
+  | { outcome: 'stored'; ticketNumber: number | undefined; newTicket: boolean; probableLoop: boolean }
+  | { outcome: 'duplicate'; ticketNumber: number | undefined }
   | { outcome: 'known' };
 
 const now = () => new Date().toISOString();
@@ -37,7 +61,10 @@ const json = (v: unknown) => JSON.stringify(v);
 export class MailStore {
   private readonly s;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    private readonly rules: StoreRules = DEFAULT_RULES,
+  ) {
     this.s = {
       cursor: db.prepare<[string], { uid_validity: string | null; last_uid: number | null }>(
         'SELECT uid_validity, last_uid FROM mailbox_state WHERE mailbox = ?',
@@ -52,23 +79,27 @@ export class MailStore {
       acknowledge: db.prepare<[string, string, string]>(
         'UPDATE receipts SET acknowledged_at = ? WHERE mailbox = ? AND server_id = ? AND acknowledged_at IS NULL',
       ),
-      byHash: db.prepare<[string], { id: number; ticket_id: number }>('SELECT id, ticket_id FROM messages WHERE dedupe_hash = ?'),
+      byHash: db.prepare<[string], { id: number; ticket_id: number | null }>('SELECT id, ticket_id FROM messages WHERE dedupe_hash = ?'),
       ticketOfMessageId: db.prepare<[string], { ticket_id: number }>(
-        'SELECT ticket_id FROM messages WHERE message_id = ? ORDER BY id LIMIT 1',
+        'SELECT ticket_id FROM messages WHERE message_id = ? AND ticket_id IS NOT NULL ORDER BY id LIMIT 1',
+      ),
+      ticketByNumber: db.prepare<[number], { id: number }>('SELECT id FROM tickets WHERE number = ?'),
+      openedBy: db.prepare<[string, string], { created_at: string }>(
+        'SELECT created_at FROM tickets WHERE requester_address = ? AND created_at >= ?',
       ),
       ticketNumber: db.prepare<[number], { number: number }>('SELECT number FROM tickets WHERE id = ?'),
       nextNumber: db.prepare<[], { n: number }>('SELECT COALESCE(MAX(number), 1000) + 1 AS n FROM tickets'),
       insertTicket: db.prepare(
-        `INSERT INTO tickets (number, subject, requester_address, requester_name, mailbox, parse_failed, message_count, created_at, updated_at)
-         VALUES (@number, @subject, @requesterAddress, @requesterName, @mailbox, @parseFailed, 1, @at, @at)`,
+        `INSERT INTO tickets (number, subject, requester_address, requester_name, mailbox, parse_failed, probable_loop, message_count, created_at, updated_at)
+         VALUES (@number, @subject, @requesterAddress, @requesterName, @mailbox, @parseFailed, @probableLoop, 1, @at, @at)`,
       ),
       touchTicket: db.prepare<[string, number]>('UPDATE tickets SET message_count = message_count + 1, updated_at = ? WHERE id = ?'),
       insertMessage: db.prepare(
         `INSERT INTO messages (ticket_id, mailbox, message_id, in_reply_to, references_ids, subject, from_address, from_name,
            reply_to, to_addresses, cc_addresses, sent_at, received_at, text_body, html_body, raw, raw_size, raw_sha256,
-           dedupe_hash, parse_error, headers_only)
+           dedupe_hash, parse_error, headers_only, class, class_reason, message_id_synthetic)
          VALUES (@ticketId, @mailbox, @messageId, @inReplyTo, @references, @subject, @fromAddress, @fromName,
-           @replyTo, @to, @cc, @sentAt, @receivedAt, @text, @html, @raw, @rawSize, @rawSha256, @dedupeHash, @parseError, @headersOnly)`,
+           @replyTo, @to, @cc, @sentAt, @receivedAt, @text, @html, @raw, @rawSize, @rawSha256, @dedupeHash, @parseError, @headersOnly, @class, @classReason, @synthetic)`,
       ),
       insertContent: db.prepare<[string, number, Buffer]>(
         'INSERT OR IGNORE INTO attachment_contents (sha256, size, content) VALUES (?, ?, ?)',
@@ -183,33 +214,55 @@ export class MailStore {
       if (existing) {
         this.s.insertReceipt.run({ mailbox, serverId, messageRef: existing.id, outcome: 'duplicate', at, acknowledgedAt });
         advance();
-        return { outcome: 'duplicate', ticketNumber: this.s.ticketNumber.get(existing.ticket_id)?.number ?? 0 };
+        const ticketNumber = existing.ticket_id === null ? undefined : this.s.ticketNumber.get(existing.ticket_id)?.number;
+        return { outcome: 'duplicate', ticketNumber };
       }
 
-      let ticketId = chooseTicket(parentCandidates(parsed), (id) => this.s.ticketOfMessageId.get(id)?.ticket_id);
-      const newTicket = ticketId === undefined;
-      if (ticketId === undefined) {
-        const number = this.s.nextNumber.get()?.n ?? 1001;
+      const classification = input.classification ?? NORMAL;
+      const ticketOf = (id: string) => this.s.ticketOfMessageId.get(id)?.ticket_id;
+      const assignment = assignTicket(
+        classification.class,
+        {
+          byReference: chooseTicket(parentCandidates(parsed), ticketOf),
+          byToken: this.rules.ticketToken(parsed.subject).map((n) => this.s.ticketByNumber.get(n)?.id).find((id) => id !== undefined),
+          byBouncedOriginal: chooseTicket(classification.originalMessageIds, ticketOf),
+        },
+        input.policy ?? { autoReplies: 'thread', bounces: 'thread' },
+      );
+      let ticketId: number | null = null;
+      let probableLoop = false;
+      if (assignment.action === 'thread') {
+        ticketId = assignment.ticketId;
+        this.s.touchTicket.run(at, ticketId);
+      } else if (assignment.action === 'open') {
+        const sender = parsed.from?.address;
+        if (sender !== undefined) {
+          const { max, windowMs } = this.rules.loopGuard;
+          const since = new Date(Date.parse(at) - windowMs).toISOString();
+          const opened = this.s.openedBy.all(sender, since).map((r) => new Date(r.created_at));
+          probableLoop = loopVerdict(opened, new Date(at), windowMs, max).loop;
+        }
         ticketId = Number(
           this.s.insertTicket.run({
-            number,
-            subject: parsed.subject ?? null,
-            requesterAddress: parsed.from?.address ?? null,
+            number: this.s.nextNumber.get()?.n ?? 1001,
+            subject: displaySubject(parsed.subject) || (parsed.subject ?? null),
+            requesterAddress: sender ?? null,
             requesterName: parsed.from?.name || null,
             mailbox,
             parseFailed: parsed.parseError === undefined ? 0 : 1,
+            probableLoop: probableLoop ? 1 : 0,
             at,
           }).lastInsertRowid,
         );
-      } else {
-        this.s.touchTicket.run(at, ticketId);
       }
+      const newTicket = assignment.action === 'open';
+      const messageId = parsed.messageId ?? syntheticMessageId(raw);
 
       const messageRef = Number(
         this.s.insertMessage.run({
           ticketId,
           mailbox,
-          messageId: parsed.messageId ?? null,
+          messageId,
           inReplyTo: parsed.inReplyTo ?? null,
           references: parsed.references.length > 0 ? json(parsed.references) : null,
           subject: parsed.subject ?? null,
@@ -228,6 +281,9 @@ export class MailStore {
           dedupeHash: hash,
           parseError: parsed.parseError ?? null,
           headersOnly: headersOnly ? 1 : 0,
+          class: classification.class,
+          classReason: classification.reason,
+          synthetic: parsed.messageId === undefined ? 1 : 0,
         }).lastInsertRowid,
       );
       for (const a of parsed.attachments) {
@@ -245,7 +301,8 @@ export class MailStore {
       }
       this.s.insertReceipt.run({ mailbox, serverId, messageRef, outcome: headersOnly ? 'headers-only' : 'stored', at, acknowledgedAt });
       advance();
-      return { outcome: 'stored', ticketNumber: this.s.ticketNumber.get(ticketId)?.number ?? 0, newTicket };
+      const ticketNumber = ticketId === null ? undefined : this.s.ticketNumber.get(ticketId)?.number;
+      return { outcome: 'stored', ticketNumber, newTicket, probableLoop };
     }).immediate();
   }
 }

@@ -12,6 +12,8 @@ export interface MailboxStatus {
   stored: number;
   duplicates: number;
   oversize: number;
+  /** Oversize messages stored with their headers only (`oversize: headers`). */
+  headersOnly: number;
   /** Acknowledgements still owed to the server (a run died between commit and acknowledgement). */
   owedAcknowledgements: number;
   quarantined: { serverId: string; attempts: number; lastError: string; quarantinedAt: string }[];
@@ -54,6 +56,7 @@ export function statusReport(db: Db, mailboxes: readonly { name: string; everyMs
       stored: counts.get('stored')?.n ?? 0,
       duplicates: counts.get('duplicate')?.n ?? 0,
       oversize: counts.get('oversize')?.n ?? 0,
+      headersOnly: counts.get('headers-only')?.n ?? 0,
       owedAcknowledgements: [...counts.values()].reduce((sum, r) => sum + (r.owed ?? 0), 0),
       quarantined: quarantined.all(m.name).map((q) => ({ serverId: q.server_id, attempts: q.attempts, lastError: q.last_error, quarantinedAt: q.quarantined_at })),
       leasedBy: leaseLive ? (s?.lease_owner ?? null) : null,

@@ -100,3 +100,20 @@ describe('config', () => {
     expect(all).not.toContain('hunter2-secret');
   });
 });
+
+describe('config edge cases', () => {
+  it('calls a wrong type a wrong type, not a missing field', () => {
+    const [p] = problems(VALID.replace('host: pop.example.com', 'host: pop.example.com\n    allowPlaintext: "yes"'));
+    expect(p?.field).toBe('mailboxes[1].allowPlaintext');
+    expect(p?.message).not.toMatch(/missing/);
+  });
+
+  it('refuses a size of zero in any spelling', () => {
+    expect(problems(VALID.replace('maxMessages: 10', 'maxMessageBytes: "0"'))[0]?.field).toBe('defaults.maxMessageBytes');
+  });
+
+  it('merges timeouts key by key with defaults', () => {
+    const text = VALID.replace('maxMessages: 10', 'timeouts:\n    command: 10s').replace('after: delete', 'after: delete\n    timeouts:\n      connect: 5s');
+    expect(parseConfig(text, FILE).mailboxes[1]?.timeouts).toEqual({ connectMs: 5_000, commandMs: 10_000 });
+  });
+});

@@ -26,3 +26,20 @@ describe('mailbox leases', () => {
     expect(acquireLease(db, 'support', 'C', plus(113_000), 60_000).acquired).toBe(false);
   });
 });
+
+describe('leases of dead holders', () => {
+  it('a lease held by a process of this host that no longer exists is taken at once', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { hostname } = await import('node:os');
+    const { holderIsGone } = await import('../../src/store/leases.js');
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    expect(holderIsGone(`${hostname()}:${dead}:abc`)).toBe(true);
+    expect(holderIsGone(`${hostname()}:${process.pid}:abc`)).toBe(false);
+    expect(holderIsGone(`some-other-host:${dead}:abc`)).toBe(false);
+
+    const db = openDatabase(':memory:');
+    const t = new Date('2026-01-01T10:00:00Z');
+    expect(acquireLease(db, 'm', `${hostname()}:${dead}:abc`, t, 60_000)).toEqual({ acquired: true });
+    expect(acquireLease(db, 'm', 'B', new Date(t.getTime() + 1000), 60_000)).toEqual({ acquired: true });
+  });
+});

@@ -14,7 +14,7 @@ describe('resolveSecret', () => {
 
   it('reads the first line of passwordFile, without its newline', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mailpoll-secret-'));
-    writeFileSync(join(dir, 'pw'), 's3cret\n');
+    writeFileSync(join(dir, 'pw'), 's3cret\nsecond line is a comment\n');
     expect(await resolveSecret({ kind: 'file', path: join(dir, 'pw') }, 'm')).toBe('s3cret');
     await expect(resolveSecret({ kind: 'file', path: join(dir, 'missing') }, 'm')).rejects.toBeInstanceOf(SecretError);
   });

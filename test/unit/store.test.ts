@@ -18,7 +18,7 @@ describe('MailStore.ingest', () => {
   it('opens a ticket, stores the raw bytes, and numbers tickets from 1001', async () => {
     const { db, store } = fresh();
     const raw = plainMessage({ subject: 'Help' });
-    expect(await ingest(store, raw, '7:1')).toEqual({ outcome: 'stored', ticketNumber: 1001, newTicket: true });
+    expect(await ingest(store, raw, '7:1')).toEqual({ outcome: 'stored', ticketNumber: 1001, newTicket: true, probableLoop: false });
     const row = db.prepare('SELECT raw, subject, from_address, parse_error FROM messages').get() as Record<string, unknown>;
     expect(Buffer.compare(row.raw as Buffer, raw)).toBe(0);
     expect(row).toMatchObject({ subject: 'Help', from_address: 'alice@example.org', parse_error: null });
@@ -98,5 +98,23 @@ describe('MailStore.ingest', () => {
     store.markAcknowledged('support', ['x']);
     expect(store.unacknowledged('support')).toEqual(['y']);
     expect(store.knownServerIds('support', ['x', 'y', 'z'])).toEqual(new Set(['x', 'y']));
+  });
+});
+
+describe('dedupeHash', () => {
+  const base = plainMessage({ messageId: 'same@x' });
+  it('ignores trace fields added on delivery', () => {
+    const traced = Buffer.concat([Buffer.from('Return-Path: <a@b>\r\nReceived: from a by b;\r\n date\r\nX-Spam-Score: 1\r\nResent-To: c@d\r\n'), base]);
+    expect(dedupeHash(traced)).toBe(dedupeHash(base));
+    expect(dedupeHash(Buffer.from(base.toString('latin1').replace(/\r\n/g, '\n'), 'latin1'))).toBe(dedupeHash(base));
+  });
+  it('tells apart mails that differ only in an author-set header', () => {
+    const other = Buffer.from(base.toString('latin1').replace('Content-Type: text/plain', 'Content-Type: text/html'), 'latin1');
+    expect(dedupeHash(other)).not.toBe(dedupeHash(base));
+    const sender = Buffer.concat([Buffer.from('Sender: x@y\r\n'), base]);
+    expect(dedupeHash(sender)).not.toBe(dedupeHash(base));
+  });
+  it('tells apart header-only messages without any identifying field', () => {
+    expect(dedupeHash(Buffer.from('X-Foo: 1\r\n\r\n'))).not.toBe(dedupeHash(Buffer.from('Content-Type: text/plain\r\n\r\n')));
   });
 });

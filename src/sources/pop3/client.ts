@@ -220,7 +220,6 @@ export class Pop3Client {
     return r.body;
   }
 
-  /** DELE: marks a message deleted; the server removes it only at QUIT (RFC 1939 section 6). */
   /**
    * TOP n 0: the header block and the blank line after it (RFC 1939 section 7, optional; every
    * server that announces TOP in CAPA has it). Used for oversize messages with `oversize: headers`.
@@ -234,6 +233,7 @@ export class Pop3Client {
     return r.body;
   }
 
+  /** DELE: marks a message deleted; the server removes it only at QUIT (RFC 1939 section 6). */
   async dele(messageNumber: number): Promise<void> {
     assertMessageNumber(messageNumber);
     const label = `DELE ${messageNumber}`;

@@ -16,13 +16,13 @@ export interface WarnLogger {
 
 /**
  * A POP3 source for one mailbox. `password` is used for login only and never appears in an error
- * or a log line; `log` receives warnings about a weakened transport and about inconsistent listings.
+ * or a log line; `log` receives warnings about inconsistent listings (the weak-TLS warning is the
+ * fetch loop's, once per run for every protocol).
  */
 export function pop3Source(mailbox: MailboxConfig, password: string, log?: WarnLogger): MailSource {
   return {
     async open(): Promise<MailSession> {
       assertTransportAllowed(mailbox);
-      warnAboutWeakTransport(mailbox, log);
       const client = await Pop3Client.connect({ mailbox });
       try {
         await client.login(mailbox.username, password);
@@ -33,14 +33,6 @@ export function pop3Source(mailbox: MailboxConfig, password: string, log?: WarnL
       return new Pop3Session(client, mailbox, log);
     },
   };
-}
-
-function warnAboutWeakTransport(mailbox: MailboxConfig, log: WarnLogger | undefined): void {
-  if (mailbox.tls.mode === 'none') {
-    log?.warn({ mailbox: mailbox.name }, 'POP3 in plain text (tls: none, allowPlaintext: true): the password crosses the network unencrypted');
-  } else if (mailbox.tls.insecureSkipVerify) {
-    log?.warn({ mailbox: mailbox.name }, 'TLS certificate verification is switched off (insecureSkipVerify): the server is not authenticated');
-  }
 }
 
 class Pop3Session implements MailSession {

@@ -17,7 +17,7 @@ CREATE TABLE tickets (
 
 CREATE TABLE messages (
   id               INTEGER PRIMARY KEY,
-  ticket_id        INTEGER NOT NULL REFERENCES tickets(id),
+  ticket_id        INTEGER REFERENCES tickets(id),        -- NULL: stored without a ticket (policy)
   mailbox          TEXT NOT NULL,
   message_id       TEXT,                              -- Message-ID header, without angle brackets
   in_reply_to      TEXT,

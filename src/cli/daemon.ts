@@ -1,0 +1,52 @@
+import { constants } from 'node:os';
+import { configPath, loadConfig } from '../config/load.js';
+import { runDaemon } from '../daemon/daemon.js';
+import { ConfigError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { openDatabase } from '../store/database.js';
+import { EXIT } from './exit-codes.js';
+import type { GlobalOptions } from './main.js';
+
+export interface DaemonCommandOptions extends GlobalOptions {
+  concurrency: number;
+}
+
+/**
+ * `mailpoll daemon`: runs until SIGTERM or SIGINT. The first signal stops it cleanly (every poll in
+ * flight finishes its message in hand, commits and acknowledges; then exit 0); a second one exits
+ * at once, which is safe too: a message fetched but not committed is fetched again next run, one
+ * committed but not acknowledged is acknowledged next run (DESIGN.md, "Exactly once").
+ */
+export async function daemonCommand(opts: DaemonCommandOptions): Promise<number> {
+  const file = configPath(opts.config);
+  const config = loadConfig(file);
+  if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) {
+    throw new ConfigError([{ file, line: undefined, column: undefined, field: '--concurrency', message: 'must be a whole number of at least 1' }]);
+  }
+  const log = await createLogger({ level: opts.logLevel, pretty: process.stderr.isTTY === true });
+  const db = openDatabase(config.database);
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals === 1) {
+      log.info({ signal }, 'shutdown requested: finishing the messages in hand (signal again to exit at once)');
+      controller.abort();
+      return;
+    }
+    log.warn({ signal }, 'second signal: exiting at once; anything not yet acknowledged is completed next run');
+    // 128 + signal number, what a shell reports for a process ended by that signal.
+    process.exit(128 + (constants.signals[signal] ?? 0));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    await runDaemon(config, db, log, { concurrency: opts.concurrency, signal: controller.signal });
+  } finally {
+    db.close();
+    log.info('database closed; daemon stopped');
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+  return EXIT.OK;
+}
