@@ -33,7 +33,7 @@ export async function fetchCommand(opts: FetchCommandOptions): Promise<number> {
       return EXIT.OK;
     }
     const log = await createLogger({ level: opts.logLevel, pretty: process.stderr.isTTY === true });
-    const summaries = await runFetch(due, db, { only: opts.mailbox, now: opts.now, concurrency: opts.concurrency, rules: storeRules(config) }, log);
+    const summaries = await runFetch(due, db, { concurrency: opts.concurrency, rules: storeRules(config) }, log);
     process.stdout.write(opts.json ? `${JSON.stringify({ ok: summaries.every((s) => s.ok), mailboxes: summaries }, null, 2)}\n` : formatSummary(summaries));
     return summaries.every((s) => s.ok) ? EXIT.OK : EXIT.FAILED;
   } finally {

@@ -1,6 +1,6 @@
 import type { Config, MailboxConfig } from '../config/types.js';
 import { errorMessage } from '../errors.js';
-import { runFetch } from '../fetch/run-fetch.js';
+import { runFetch, storeRules } from '../fetch/run-fetch.js';
 import type { MailboxSummary } from '../fetch/summary.js';
 import { scrub, type Logger } from '../log.js';
 import type { Db } from '../store/database.js';
@@ -34,6 +34,7 @@ export async function runDaemon(config: Config, db: Db, log: Logger, options: Da
   const { signal } = options;
   const byName = new Map(config.mailboxes.map((m) => [m.name, m]));
   const running = new Map<string, Promise<void>>();
+  const rules = storeRules(config);
   const woken = new Set<string>();
   const holdUntil = new Map<string, number>();
   const wakeup = new Wakeup();
@@ -42,7 +43,7 @@ export async function runDaemon(config: Config, db: Db, log: Logger, options: Da
     const name = mailbox.name;
     log.info({ mailbox: name, reason }, reason === 'woken' ? 'polling: new mail waiting' : 'polling: due');
     try {
-      const [summary] = await runFetch([mailbox], db, { only: [], now: true, concurrency: 1, signal, owner: options.owner }, log);
+      const [summary] = await runFetch([mailbox], db, { concurrency: 1, signal, owner: options.owner, rules }, log);
       if (summary?.skipped !== undefined) {
         // runFetch logged who holds it. A woken mailbox stays woken: the new mail is still waiting.
         holdUntil.set(name, Date.now() + LEASE_RETRY_MS);

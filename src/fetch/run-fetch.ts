@@ -13,11 +13,14 @@ import { pollMailbox } from './poll-mailbox.js';
 import { isDue } from './schedule.js';
 import { emptySummary, type MailboxSummary } from './summary.js';
 
-export interface FetchOptions {
+export interface Selection {
   /** Only these mailboxes (by name); all when empty. */
   only: readonly string[];
   /** Poll the selected mailboxes whether or not they are due. */
   now: boolean;
+}
+
+export interface FetchOptions {
   concurrency: number;
   /** Aborted on shutdown (daemon): each mailbox finishes its message in hand and stops. */
   signal?: AbortSignal;
@@ -45,7 +48,7 @@ export async function sourceFor(mailbox: MailboxConfig, password: string, log: L
 }
 
 /** The selected mailboxes that are due now (all selected ones with `now`). Reads only SQLite. */
-export function dueMailboxes(config: Config, db: Db, options: Pick<FetchOptions, 'only' | 'now'>, at = new Date()): MailboxConfig[] {
+export function dueMailboxes(config: Config, db: Db, options: Selection, at = new Date()): MailboxConfig[] {
   const selected = options.only.length === 0 ? config.mailboxes : config.mailboxes.filter((m) => options.only.includes(m.name));
   if (options.now) return selected;
   return selected.filter((m) => isDue(readHealth(db, m.name), m.everyMs, at));
