@@ -69,8 +69,8 @@ try {
     '',
   ].join('\n'));
 
-  console.log(`\n$ mailpoll fetch --now --config ${config}`);
-  const fetch = spawnSync(process.execPath, [BIN, 'fetch', '--now', '--config', config], { stdio: 'inherit' });
+  console.log(`\n$ mailpoll fetch --now --verbose --config ${config}`);
+  const fetch = spawnSync(process.execPath, [BIN, 'fetch', '--now', '--verbose', '--config', config], { stdio: 'inherit' });
   const db = join(demoDir, 'mailpoll.db');
   const tickets = query<{ number: number; subject: string; requester: string; messages: number; mailbox: string }>(
     db,

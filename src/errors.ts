@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'PROTOCOL'
   | 'TIMEOUT'
   | 'FOLDER'
-  | 'STORE';
+  | 'STORE'
+  | 'TOKEN';
 
 export interface ErrorDetails {
   mailbox?: string;
@@ -111,6 +112,16 @@ export class FolderError extends MailpollError {
 export class StoreError extends MailpollError {
   constructor(message: string, details: ErrorDetails = {}) {
     super('STORE', message, details);
+  }
+}
+
+/**
+ * An OAuth2 access token could not be obtained (token command, token file, token endpoint). The
+ * message names the mailbox, the step and what the server said; never a token or client secret.
+ */
+export class TokenError extends MailpollError {
+  constructor(message: string, details: ErrorDetails = {}) {
+    super('TOKEN', message, details);
   }
 }
 

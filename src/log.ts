@@ -21,10 +21,15 @@ export function scrub(text: string): string {
 }
 
 export interface LogOptions {
+  /** Level of the lines on stderr (or `destination`). */
   level: string;
   /** Human-readable output (a terminal); else JSON lines. */
   pretty: boolean;
   destination?: NodeJS.WritableStream;
+  /** Also append JSON lines to this file (its directory is created), at `fileLevel`. */
+  file?: string;
+  /** Level of the lines in `file`; default info. */
+  fileLevel?: string;
 }
 
 /** pino on stderr (stdout carries the summary), secrets scrubbed from every line. */
@@ -36,11 +41,23 @@ export async function createLogger(options: LogOptions): Promise<Logger> {
     const { default: pretty } = await import('pino-pretty');
     sink = pretty({ destination: target as unknown as number, sync: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' });
   }
-  const scrubbing = new Writable({
+  if (options.file === undefined) return pino({ level: options.level, base: undefined }, scrubbing(sink));
+  // Synchronous appends: a cron run ends by returning, and no line may be lost on the way out.
+  // Mode 0600 for a new file: log lines name mailboxes and senders.
+  const file = pino.destination({ dest: options.file, append: true, mkdir: true, sync: true, mode: 0o600 });
+  const streams = [
+    { level: options.level, stream: scrubbing(sink) },
+    { level: options.fileLevel ?? 'info', stream: scrubbing(file as unknown as NodeJS.WritableStream) },
+  ].filter((s) => s.level !== 'silent');
+  const lowest = streams.reduce<string>((low, s) => ((pino.levels.values[s.level] ?? 0) < (pino.levels.values[low] ?? Infinity) ? s.level : low), 'silent');
+  return pino({ level: lowest, base: undefined }, pino.multistream(streams as { level: 'info'; stream: Writable }[]));
+}
+
+function scrubbing(sink: NodeJS.WritableStream): Writable {
+  return new Writable({
     write(chunk: Buffer | string, _enc, done) {
       sink.write(scrub(chunk.toString()));
       done();
     },
   });
-  return pino({ level: options.level, base: undefined }, scrubbing);
 }

@@ -2,13 +2,19 @@ import { constants } from 'node:os';
 import { configPath, loadConfig } from '../config/load.js';
 import { runDaemon } from '../daemon/daemon.js';
 import { ConfigError } from '../errors.js';
-import { createLogger } from '../log.js';
+import { DaemonPinger } from '../fetch/pings.js';
+import { storeRules } from '../fetch/run-fetch.js';
+import { parseListen } from '../http/listen.js';
+import { loadApiKey, startHttpServer, type HttpServer } from '../http/server.js';
 import { openDatabase } from '../store/database.js';
 import { EXIT } from './exit-codes.js';
+import { openLogger } from './log-setup.js';
 import type { GlobalOptions } from './main.js';
 
 export interface DaemonCommandOptions extends GlobalOptions {
   concurrency: number;
+  /** `--listen ADDRESS:PORT`: serve POST /fetch, /health and /metrics (src/http/server.ts). */
+  listen?: string;
 }
 
 /**
@@ -23,7 +29,13 @@ export async function daemonCommand(opts: DaemonCommandOptions): Promise<number>
   if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) {
     throw new ConfigError([{ file, line: undefined, column: undefined, field: '--concurrency', message: 'must be a whole number of at least 1' }]);
   }
-  const log = await createLogger({ level: opts.logLevel, pretty: process.stderr.isTTY === true });
+  const listen = opts.listen === undefined ? undefined : parseListen(opts.listen);
+  if (listen !== undefined && 'error' in listen) {
+    throw new ConfigError([{ file, line: undefined, column: undefined, field: '--listen', message: listen.error }]);
+  }
+  // Resolved before anything starts: a daemon whose trigger cannot check keys does not run.
+  const apiKey = listen === undefined ? undefined : await loadApiKey(config);
+  const log = await openLogger(opts, process.stderr.isTTY === true, { service: true });
   const db = openDatabase(config.database);
   const controller = new AbortController();
   let signals = 0;
@@ -40,9 +52,24 @@ export async function daemonCommand(opts: DaemonCommandOptions): Promise<number>
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const pinger = config.pings === undefined ? undefined : new DaemonPinger({ ...config, pings: config.pings }, db, log);
+  let http: HttpServer | undefined;
   try {
-    await runDaemon(config, db, log, { concurrency: opts.concurrency, signal: controller.signal });
+    if (listen !== undefined && apiKey !== undefined) {
+      http = await startHttpServer({
+        listen, config, db, log, apiKey, concurrency: opts.concurrency, rules: storeRules(config), signal: controller.signal,
+        onRun: (summaries) => pinger?.afterRun(summaries),
+      });
+    }
+    await runDaemon(config, db, log, {
+      concurrency: opts.concurrency,
+      signal: controller.signal,
+      onPoll: pinger === undefined ? undefined : (summary) => pinger.afterRun([summary]),
+    });
   } finally {
+    controller.abort();
+    await http?.close(); // a triggered fetch in flight finishes its message in hand first
+    await pinger?.settle(); // each bounded by the ping timeout
     db.close();
     log.info('database closed; daemon stopped');
     process.off('SIGTERM', onSignal);

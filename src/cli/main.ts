@@ -17,7 +17,9 @@ const program = new Command('mailpoll')
   .description('Turns mailboxes into tickets: polls IMAP and POP3 over TLS and stores every message exactly once in SQLite.')
   .version(pkg.version, '-V, --version')
   .option('-c, --config <file>', 'config file (default: $MAILPOLL_CONFIG, else ./mailpoll.yaml)')
-  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'))
+  // No commander default: the default depends on where logs go (src/cli/log-setup.ts).
+  .addOption(new Option('--log-level <level>', 'level of the log: the --log-file if given, else stderr (default: info on a terminal and in a log file, warn on a non-terminal stderr)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
+  .option('--log-file <path>', 'append JSON log lines to this file (directories created); stderr then shows only warnings on a terminal, only errors otherwise')
   .showHelpAfterError()
   .exitOverride();
 
@@ -28,17 +30,30 @@ program
   .option('-m, --mailbox <name>', 'only this mailbox (repeatable)', (value: string, prev: string[]) => [...prev, value], [] as string[])
   .option('--concurrency <n>', 'mailboxes polled at once', (v) => Number.parseInt(v, 10), 4)
   .option('--json', 'print the summary as JSON')
-  .action(async (opts: { mailbox: string[]; concurrency: number; json?: boolean; now?: boolean }) => {
+  .option('-v, --verbose', 'print the summary table even when stdout is not a terminal (by default cron gets nothing on success, one line per failing mailbox otherwise)')
+  .option('--metrics-file <path>', 'after the run, write Prometheus metrics to this file atomically (for node_exporter\'s textfile collector; name it *.prom)')
+  .action(async (opts: { mailbox: string[]; concurrency: number; json?: boolean; now?: boolean; verbose?: boolean; metricsFile?: string }) => {
     const { fetchCommand } = await import('./fetch.js');
-    process.exitCode = await fetchCommand({ ...program.opts<GlobalOptions>(), ...opts, json: opts.json === true, now: opts.now === true });
+    process.exitCode = await fetchCommand({ ...program.opts<GlobalOptions>(), ...opts, json: opts.json === true, now: opts.now === true, verbose: opts.verbose === true });
   });
 
 program
   .command('check')
-  .description('validate the config file without connecting anywhere')
-  .action(async () => {
+  .description('validate the config and every password source (env var set, file readable, command runs) without connecting anywhere; print the config with secrets masked. Exit 0 all good, 1 a secret cannot be resolved, 2 config error')
+  .option('--json', 'print the result as JSON')
+  .action(async (opts: { json?: boolean }) => {
     const { checkCommand } = await import('./check.js');
-    process.exitCode = await checkCommand(program.opts<GlobalOptions>());
+    process.exitCode = await checkCommand({ ...program.opts<GlobalOptions>(), json: opts.json === true });
+  });
+
+program
+  .command('init')
+  .description('write a commented starter config (mode 0600) and the password file it names; never overwrites the config without --force')
+  .argument('[path]', 'where to write it (default: --config, else $MAILPOLL_CONFIG, else ./mailpoll.yaml)')
+  .option('--force', 'overwrite an existing config file (an existing password file is always kept)')
+  .action(async (path: string | undefined, opts: { force?: boolean }) => {
+    const { initCommand } = await import('./init.js');
+    process.exitCode = await initCommand({ ...program.opts<GlobalOptions>(), path, force: opts.force === true });
   });
 
 program
@@ -54,7 +69,8 @@ program
   .command('daemon')
   .description('run until stopped: poll each mailbox on its own schedule, IMAP IDLE where idle: true')
   .option('--concurrency <n>', 'mailboxes polled at once', (v) => Number.parseInt(v, 10), 4)
-  .action(async (opts: { concurrency: number }) => {
+  .option('--listen <address:port>', 'serve POST /fetch (API key: http.apiKey), GET /health and GET /metrics here, e.g. 127.0.0.1:8025; beyond loopback only with the address written out (0.0.0.0:8025)')
+  .action(async (opts: { concurrency: number; listen?: string }) => {
     const { daemonCommand } = await import('./daemon.js');
     process.exitCode = await daemonCommand({ ...program.opts<GlobalOptions>(), ...opts });
   });
@@ -65,7 +81,9 @@ registerScheduleCommand(program, () => program.opts<GlobalOptions>());
 
 export interface GlobalOptions {
   config?: string;
-  logLevel: string;
+  /** Unset unless given: the default depends on the destination (src/cli/log-setup.ts). */
+  logLevel?: string;
+  logFile?: string;
 }
 
 try {

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
+import type { Credentials } from '../auth/login.js';
 import type { MailboxConfig } from '../config/types.js';
+import type { Db } from '../store/database.js';
 import { ConfigError } from '../errors.js';
-import { registerSecret, scrub } from '../log.js';
+import { scrub } from '../log.js';
 import type { ProbeResult, ProbeStep } from '../sources/probe.js';
 import { EXIT } from './exit-codes.js';
 import type { GlobalOptions } from './main.js';
@@ -33,7 +35,9 @@ export interface TestCommandOptions extends GlobalOptions {
 /**
  * Probes the selected mailboxes (all when no name is given) and prints one block per mailbox.
  * Returns 0 when every probe worked, else 1; an unknown name is a ConfigError (exit 2).
- * Never opens the database.
+ * Opens the database only for the OAuth2 token cache, and only when a selected mailbox gets its
+ * token from a token endpoint: a refresh token the endpoint rotates must be kept for the next
+ * fetch, and a cached token saves a request. Nothing else in it is read or written.
  */
 export async function testCommand(opts: TestCommandOptions): Promise<number> {
   const { configPath, loadConfig } = await import('../config/load.js');
@@ -44,13 +48,21 @@ export async function testCommand(opts: TestCommandOptions): Promise<number> {
     throw new ConfigError(unknown.map((name) => ({ file, line: undefined, column: undefined, field: 'NAME', message: `no mailbox named "${name}"` })));
   }
   const selected = opts.names.length === 0 ? config.mailboxes : config.mailboxes.filter((m) => opts.names.includes(m.name));
-  const results = (await probeAll(selected)).map(scrubResult);
+  const { openTokenCache } = await import('../auth/credentials.js');
+  const cache = openTokenCache(selected, config.database);
+  let probed: ProbeResult[];
+  try {
+    probed = await probeAll(selected, cache);
+  } finally {
+    cache?.close();
+  }
+  const results = probed.map(scrubResult);
   process.stdout.write(opts.json ? `${JSON.stringify(results, null, 2)}\n` : formatProbes(results));
   return results.every((r) => r.ok) ? EXIT.OK : EXIT.FAILED;
 }
 
-async function probeAll(mailboxes: readonly MailboxConfig[]): Promise<ProbeResult[]> {
-  const { resolveSecret } = await import('../config/secrets.js');
+async function probeAll(mailboxes: readonly MailboxConfig[], cache: Db | undefined): Promise<ProbeResult[]> {
+  const { resolveCredentials } = await import('../auth/credentials.js');
   const { failedProbe, probeMailbox } = await import('../sources/probe.js');
   const results: ProbeResult[] = new Array(mailboxes.length);
   let next = 0;
@@ -58,15 +70,14 @@ async function probeAll(mailboxes: readonly MailboxConfig[]): Promise<ProbeResul
     while (next < mailboxes.length) {
       const index = next++;
       const mailbox = mailboxes[index] as MailboxConfig;
-      let password: string;
+      let credentials: Credentials;
       try {
-        password = await resolveSecret(mailbox.password, mailbox.name);
+        credentials = await resolveCredentials(mailbox, cache);
       } catch (err) {
         results[index] = failedProbe(mailbox, 'secret', err);
         continue;
       }
-      registerSecret(password);
-      results[index] = await probeMailbox(mailbox, password);
+      results[index] = await probeMailbox(mailbox, credentials);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(CONCURRENCY, mailboxes.length)) }, worker));

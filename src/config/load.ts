@@ -4,6 +4,7 @@ import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node as Y
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { parseBytes, parseDuration } from './duration.js';
+import { normaliseOAuth2 } from './oauth2-config.js';
 import { defaultsSchema, fileSchema, mailboxSchema, type MailboxInput } from './schema.js';
 import type { Config, MailboxConfig, SecretRef } from './types.js';
 
@@ -86,9 +87,12 @@ export function parseConfig(text: string, file: string): Config {
       return;
     }
     seen.set(input.name, index);
-    const checked = normaliseMailbox(input, baseDir, (path, msg) => problems.push(where(path, String(path[0]), msg)));
+    const checked = normaliseMailbox(input, baseDir, (path, msg) => problems.push(where(path, path.join('.'), msg)));
     if (checked) mailboxes.push(checked);
   });
+
+  const http = data.http === undefined ? undefined : normaliseHttp(data.http, baseDir, (key, msg) => problems.push(at(['http', key], `http.${key}`, msg)));
+  const pings = data.pings === undefined ? undefined : normalisePings(data.pings, (key, msg) => problems.push(at(['pings', key], `pings.${key}`, msg)));
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -102,7 +106,40 @@ export function parseConfig(text: string, file: string): Config {
         windowMs: parseDuration(data.tickets?.loopGuard?.window ?? '1h') ?? 3_600_000,
       },
     },
+    http,
+    pings,
   };
+}
+
+/** `http:`: exactly one source for the API key, in the style of a mailbox password. */
+function normaliseHttp(
+  h: { apiKey?: string; apiKeyFile?: string; apiKeyCommand?: string },
+  baseDir: string,
+  problem: (key: string, message: string) => void,
+): Config['http'] {
+  const sources = (['apiKey', 'apiKeyFile', 'apiKeyCommand'] as const).filter((k) => h[k] !== undefined);
+  if (sources.length === 0) problem('apiKey', 'no API key: set one of apiKey (e.g. ${MAILPOLL_API_KEY}), apiKeyFile or apiKeyCommand');
+  if (sources.length > 1) problem(sources[1] ?? 'apiKey', `set only one of ${sources.join(', ')}`);
+  if (h.apiKeyFile !== undefined) return { apiKey: { kind: 'file', path: resolve(baseDir, h.apiKeyFile) } };
+  if (h.apiKeyCommand !== undefined) return { apiKey: { kind: 'command', command: h.apiKeyCommand } };
+  const key = h.apiKey ?? '';
+  return { apiKey: /\$\{[A-Za-z_][A-Za-z0-9_]*\}/.test(key) ? { kind: 'env', template: key } : { kind: 'literal', value: key } };
+}
+
+/** `pings:`: the failure URL defaults to the success URL plus `/fail`, as healthchecks.io expects. */
+function normalisePings(
+  p: { success: string; failure?: string; timeout?: string | number },
+  problem: (key: string, message: string) => void,
+): Config['pings'] {
+  const timeoutMs = parseDuration(p.timeout ?? '5s') ?? 5_000;
+  if (timeoutMs < 100 || timeoutMs > 60_000) problem('timeout', 'a ping timeout must be between 100ms and 60s (default 5s): a ping must never hold up a run');
+  let failureUrl = p.failure;
+  if (failureUrl === undefined) {
+    const url = new URL(p.success);
+    url.pathname = `${url.pathname.replace(/\/+$/, '')}/fail`;
+    failureUrl = url.href;
+  }
+  return { successUrl: p.success, failureUrl, timeoutMs };
 }
 
 /** Applies defaults and the rules that span several fields. Reports through `problem`. */
@@ -120,8 +157,9 @@ function normaliseMailbox(
   if (tlsMode === 'none' && m.allowPlaintext !== true) {
     fail(['tls'], 'tls: none sends the password in clear text; set allowPlaintext: true to accept that');
   }
-  const sources = (['password', 'passwordFile', 'passwordCommand'] as const).filter((k) => m[k] !== undefined);
-  if (sources.length === 0) fail(['username'], 'no password: set one of password, passwordFile or passwordCommand');
+  const sources = (['password', 'passwordFile', 'passwordCommand', 'oauth2'] as const).filter((k) => m[k] !== undefined);
+  if (sources.length === 0) fail(['username'], 'no password: set one of password, passwordFile, passwordCommand or oauth2');
+  const oauth2 = m.oauth2 === undefined ? undefined : normaliseOAuth2(m.oauth2, m.protocol, baseDir, (key, msg) => fail(key === undefined ? ['oauth2'] : ['oauth2', key], msg));
   if (sources.length > 1) fail([sources[1] ?? 'password'], `set only one of ${sources.join(', ')}`);
 
   const after = m.after ?? (m.protocol === 'imap' ? 'seen' : 'keep');
@@ -131,6 +169,9 @@ function normaliseMailbox(
   if (m.protocol === 'pop3' && m.folder !== undefined) fail(['folder'], 'POP3 has no folders; remove folder');
   if (m.protocol === 'pop3' && m.idle === true) fail(['idle'], 'IDLE is an IMAP extension; POP3 mailboxes are polled');
   if (m.every !== undefined && (parseDuration(m.every) ?? 0) < 10_000) fail(['every'], 'every must be at least 10s');
+  if (m.healthWindow !== undefined && (parseDuration(m.healthWindow) ?? 0) <= (parseDuration(m.every ?? '5m') ?? 300_000)) {
+    fail(['healthWindow'], 'healthWindow must be longer than every, or the mailbox would count as unhealthy between two polls');
+  }
   if (after === 'move' && m.moveTo === undefined) fail(['after'], 'after: move needs moveTo: FOLDER');
   if (after !== 'move' && m.moveTo !== undefined) fail(['moveTo'], 'moveTo is used only with after: move');
   if (!ok) return undefined;
@@ -147,7 +188,8 @@ function normaliseMailbox(
       allowPlaintext: m.allowPlaintext ?? false,
     },
     username: m.username,
-    password: secretRef(m, baseDir),
+    password: m.oauth2 === undefined ? secretRef(m, baseDir) : undefined,
+    ...(oauth2 === undefined ? {} : { oauth2 }),
     folder: m.folder ?? 'INBOX',
     after,
     moveTo: m.moveTo,
@@ -156,6 +198,7 @@ function normaliseMailbox(
     maxBytes: parseBytes(m.maxBytes ?? 500 * 1024 * 1024) ?? 500 * 1024 * 1024,
     oversize: m.oversize ?? 'skip',
     everyMs: parseDuration(m.every ?? '5m') ?? 300_000,
+    healthWindowMs: m.healthWindow === undefined ? undefined : parseDuration(m.healthWindow),
     idle: m.idle ?? false,
     policy: { autoReplies: m.autoReplies ?? 'thread', bounces: m.bounces ?? 'thread' },
     timeouts: {
@@ -197,7 +240,7 @@ function fieldName(path: Path, prefix: Path): string {
 }
 
 /** Line and column of the YAML node at `path` (its key, for a map entry), or the nearest parent. */
-function locate(doc: Document, path: Path, counter: LineCounter): { line: number; col: number } | undefined {
+export function locate(doc: Document, path: Path, counter: LineCounter): { line: number; col: number } | undefined {
   let node: unknown = doc.contents;
   let offset = (doc.contents as YamlNode | null)?.range?.[0];
   for (const seg of path) {

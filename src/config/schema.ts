@@ -13,6 +13,17 @@ const bytes = z
   .union([z.number(), z.string()])
   .refine((v) => parseBytes(v) !== undefined, { message: 'expected a size such as 10485760, 512KB or 50MB' });
 
+/** A dead-man ping target: an absolute http(s) URL (healthchecks.io style). */
+const httpUrl = z.string().refine(isHttpUrl, { message: 'expected an http:// or https:// URL, e.g. https://hc-ping.com/<uuid>' });
+
+function isHttpUrl(v: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(v).protocol);
+  } catch {
+    return false;
+  }
+}
+
 const mailboxFields = {
   protocol: z.enum(['imap', 'pop3']),
   host: z.string().min(1),
@@ -25,6 +36,20 @@ const mailboxFields = {
   password: z.string().min(1),
   passwordFile: z.string().min(1),
   passwordCommand: z.string().min(1),
+  oauth2: z.strictObject({
+    mechanism: z.enum(['xoauth2', 'oauthbearer']),
+    tokenCommand: z.string().min(1),
+    tokenFile: z.string().min(1),
+    tokenUrl: z.string().min(1),
+    clientId: z.string().min(1),
+    clientSecret: z.string().min(1),
+    clientSecretFile: z.string().min(1),
+    clientSecretCommand: z.string().min(1),
+    scope: z.string().min(1),
+    refreshToken: z.string().min(1),
+    refreshTokenFile: z.string().min(1),
+    refreshTokenCommand: z.string().min(1),
+  }).partial(),
   folder: z.string().min(1),
   after: z.enum(['seen', 'move', 'delete', 'keep']),
   moveTo: z.string().min(1),
@@ -33,6 +58,7 @@ const mailboxFields = {
   maxBytes: bytes,
   oversize: z.enum(['skip', 'headers']),
   every: duration,
+  healthWindow: duration,
   idle: z.boolean(),
   autoReplies: z.enum(['open', 'thread', 'store']),
   bounces: z.enum(['open', 'thread', 'store']),
@@ -59,6 +85,13 @@ export const fileSchema = z.strictObject({
       token: z.string().includes('NUMBER', { message: 'the token must contain NUMBER, e.g. [#NUMBER]' }).optional(),
       loopGuard: z.strictObject({ max: z.number().int().min(1).optional(), window: duration.optional() }).optional(),
     })
+    .optional(),
+  http: z
+    .strictObject({ apiKey: z.string().min(1), apiKeyFile: z.string().min(1), apiKeyCommand: z.string().min(1) })
+    .partial()
+    .optional(),
+  pings: z
+    .strictObject({ success: httpUrl, failure: httpUrl.optional(), timeout: duration.optional() })
     .optional(),
   defaults: z.record(z.string(), z.unknown()).optional(),
   mailboxes: z.array(z.record(z.string(), z.unknown())).min(1, { message: 'at least one mailbox is needed' }),

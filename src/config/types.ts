@@ -12,6 +12,23 @@ export type SecretRef =
   | { kind: 'file'; path: string }
   | { kind: 'command'; command: string };
 
+/** Where a mailbox's OAuth2 access token comes from (see src/auth/oauth2.ts). */
+export type OAuth2Source =
+  /** `tokenCommand`: prints a current access token. */
+  | { kind: 'tokenCommand'; token: SecretRef & { kind: 'command' } }
+  /** `tokenFile`: its first line is a current access token (kept fresh by another tool). */
+  | { kind: 'tokenFile'; token: SecretRef & { kind: 'file' } }
+  /** Client-credentials grant (RFC 6749 section 4.4), e.g. Microsoft 365 app-only access. */
+  | { kind: 'clientCredentials'; tokenUrl: string; clientId: string; clientSecret: SecretRef; scope: string | undefined }
+  /** Refresh-token grant (RFC 6749 section 6); a rotated refresh token is kept in the database. */
+  | { kind: 'refreshToken'; tokenUrl: string; clientId: string; clientSecret: SecretRef | undefined; refreshToken: SecretRef; scope: string | undefined };
+
+export interface OAuth2Settings {
+  /** SASL mechanism; POP3 has only xoauth2. */
+  mechanism: 'xoauth2' | 'oauthbearer';
+  source: OAuth2Source;
+}
+
 export interface TlsSettings {
   mode: TlsMode;
   /** Extra CA certificates (PEM), added to Node's bundled roots. */
@@ -36,7 +53,10 @@ export interface MailboxConfig {
   port: number;
   tls: TlsSettings;
   username: string;
-  password: SecretRef;
+  /** The login password; undefined exactly when `oauth2` is set. */
+  password: SecretRef | undefined;
+  /** `oauth2:`: log in with an access token (XOAUTH2/OAUTHBEARER) instead of a password. */
+  oauth2?: OAuth2Settings | undefined;
   /** IMAP only. */
   folder: string;
   after: ImapAfter | Pop3After;
@@ -50,6 +70,11 @@ export interface MailboxConfig {
   oversize: 'skip' | 'headers';
   /** How often the mailbox is due, in milliseconds. */
   everyMs: number;
+  /**
+   * `healthWindow`: how long after its last success a mailbox still counts as healthy (/health,
+   * metrics); undefined for the default, max(3 × every, every + 5m) (src/http/health.ts).
+   */
+  healthWindowMs: number | undefined;
   /** IMAP only, daemon only: wait with IMAP IDLE and fetch new mail within seconds. */
   idle: boolean;
   /** What auto-replies and bounces may do: open a ticket, only join an existing one, or neither. */
@@ -68,4 +93,8 @@ export interface Config {
     token: string;
     loopGuard: { max: number; windowMs: number };
   };
+  /** `http:`: the key `daemon --listen` requires; undefined when the config has no `http:`. */
+  http: { apiKey: SecretRef } | undefined;
+  /** `pings:`: dead-man pings after each run; undefined when not configured. */
+  pings: { successUrl: string; failureUrl: string; timeoutMs: number } | undefined;
 }

@@ -21,6 +21,8 @@ export interface DaemonOptions {
   signal: AbortSignal;
   /** Lease owner id; runFetch's per-process id by default. */
   owner?: string;
+  /** Called after each poll that ran (not one skipped for a lease held elsewhere): the dead-man ping. */
+  onPoll?: (summary: MailboxSummary) => void;
 }
 
 /**
@@ -50,6 +52,7 @@ export async function runDaemon(config: Config, db: Db, log: Logger, options: Da
         if (reason === 'woken') woken.add(name);
       } else if (summary !== undefined) {
         logSummary(log, summary);
+        options.onPoll?.(summary);
         if (!signal.aborted && leftBacklog(summary)) {
           log.info({ mailbox: name }, 'more mail waiting than one poll takes (maxMessages, maxBytes); polling again');
           woken.add(name);
@@ -71,6 +74,7 @@ export async function runDaemon(config: Config, db: Db, log: Logger, options: Da
       (m) =>
         new IdleWatcher({
           mailbox: m,
+          db,
           log,
           onWake: (reason: WakeReason) => {
             if (signal.aborted) return;

@@ -1,8 +1,10 @@
 import type { ExistsEvent, ImapFlow } from 'imapflow';
-import { resolveSecret } from '../config/secrets.js';
+import { resolveCredentials } from '../auth/credentials.js';
+import { chooseImapMechanism, imapAuth } from '../auth/login.js';
 import type { MailboxConfig } from '../config/types.js';
 import { errorMessage } from '../errors.js';
-import { registerSecret, scrub, type Logger } from '../log.js';
+import { scrub, type Logger } from '../log.js';
+import type { Db } from '../store/database.js';
 import { tlsOptionsFor } from '../sources/tls-options.js';
 import { MIN_TURN_MS, watcherBackoff } from './plan.js';
 
@@ -26,6 +28,8 @@ export type WakeReason = 'new-mail' | 'connected';
 
 export interface IdleWatcherOptions {
   mailbox: MailboxConfig;
+  /** The OAuth2 token cache (an `oauth2:` mailbox); without it each connection gets a new token. */
+  db?: Db;
   log: Logger;
   /**
    * Called when the folder may hold mail the daemon has not polled yet: the server reported more
@@ -92,8 +96,7 @@ export class IdleWatcher {
   /** One connection: connect, EXAMINE, IDLE until it closes. True if it got as far as IDLE. */
   private async session(): Promise<boolean> {
     const mailbox = this.options.mailbox;
-    const password = await resolveSecret(mailbox.password, mailbox.name);
-    registerSecret(password);
+    const credentials = await resolveCredentials(mailbox, this.options.db);
     const { ImapFlow } = await import('imapflow');
     const client = new ImapFlow({
       host: mailbox.host,
@@ -101,7 +104,7 @@ export class IdleWatcher {
       secure: mailbox.tls.mode === 'implicit',
       // As in sources/imap.ts: STARTTLS required when configured, never a silent plaintext session.
       doSTARTTLS: mailbox.tls.mode === 'starttls' ? true : mailbox.tls.mode === 'none' ? false : undefined,
-      auth: { user: mailbox.username, pass: password },
+      auth: imapAuth(mailbox.username, credentials),
       tls: await tlsOptionsFor(mailbox),
       logger: false,
       connectionTimeout: mailbox.timeouts.connectMs,
@@ -125,6 +128,7 @@ export class IdleWatcher {
       }
     });
     if (this.stopped) return false;
+    chooseImapMechanism(client, mailbox, credentials);
     await client.connect();
     await client.mailboxOpen(mailbox.folder, { readOnly: true });
     if (this.stopped) return false;

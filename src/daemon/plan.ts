@@ -1,4 +1,4 @@
-import { isDue, nextDueAt, type MailboxHealth } from '../fetch/schedule.js';
+import { dueFrom, isDue, type MailboxHealth } from '../fetch/schedule.js';
 import type { MailboxSummary } from '../fetch/summary.js';
 
 /**
@@ -57,15 +57,9 @@ export interface TurnPlan {
   sleepMs: number;
 }
 
-/**
- * The earliest time at which `isDue` says yes: `nextDueAt` minus isDue's slack. Undefined when
- * the mailbox was never polled (due at once). Kept beside isDue by a unit test that checks the
- * two agree to the millisecond.
- */
+/** The earliest time at which `isDue` says yes, in ms; undefined when the mailbox is due at once. */
 export function dueTime(health: MailboxHealth, everyMs: number): number | undefined {
-  const next = nextDueAt(health, everyMs);
-  if (next === undefined) return undefined;
-  return next.getTime() - Math.min(30_000, everyMs / 5);
+  return dueFrom(health, everyMs)?.getTime();
 }
 
 /**

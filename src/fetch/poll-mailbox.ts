@@ -2,15 +2,22 @@ import type { MailboxConfig } from '../config/types.js';
 import { errorMessage, MailpollError, ProtocolError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { scrub } from '../log.js';
-import { classify } from '../parse/classify.js';
-import type { ParsedMessage } from '../parse/types.js';
+import type { Analyser } from '../parse/analyse-pool.js';
+import type { Analysis } from '../parse/analyse.js';
 import type { Candidate, Listing, MailSession, MailSource } from '../sources/mail-source.js';
 import type { MailStore } from '../store/mail-store.js';
 import { planOwedAcks, selectNew } from './plan.js';
-import { emptySummary, type MailboxSummary } from './summary.js';
+import { Handoff } from './handoff.js';
+import { emptySummary, type FetchProgress, type MailboxSummary } from './summary.js';
 
-/** IMAP acknowledgements are sent in batches of this many committed messages. */
-const ACK_BATCH = 50;
+/** One server command fetches at most this many messages or bytes (IMAP UID FETCH of a set). */
+const SEGMENT_MESSAGES = 100;
+const SEGMENT_BYTES = 16 * 1024 * 1024;
+/** One transaction commits at most this many messages or bytes. */
+const GROUP_MESSAGES = 32;
+const GROUP_BYTES = 16 * 1024 * 1024;
+/** Fetched but not yet committed: the network side waits beyond this. */
+const HANDOFF_BYTES = 32 * 1024 * 1024;
 
 /** A message that failed this many times (across runs) is quarantined instead of retried. */
 export const MAX_MESSAGE_ATTEMPTS = 3;
@@ -22,8 +29,11 @@ const ENVIRONMENTAL_SQLITE = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|
 
 export interface PollDeps {
   store: MailStore;
-  parse: (raw: Buffer) => Promise<ParsedMessage>;
+  /** Parse, classify, hash: in place, or on a worker thread (analyse-pool.ts). */
+  analyser: Analyser;
   log: Logger;
+  /** Called after each commit, for a progress line on a terminal. */
+  onProgress?: (progress: FetchProgress) => void;
   /** Aborted on shutdown: the message in hand is finished and committed, then the session ends. */
   signal?: AbortSignal;
 }
@@ -73,35 +83,55 @@ function catchUpCursor(store: MailStore, mailbox: string, listing: Listing): voi
   if (top !== undefined) store.advanceCursor(mailbox, listing.uidValidity, top);
 }
 
-/**
- * A message over maxMessageBytes is never dropped and never acted on at the server: with
- * `oversize: skip` it is left there and reported once; with `headers` its header block is stored
- * on a ticket, marked headers_only, so someone can go and look.
- */
-async function handleOversize(
-  mailbox: MailboxConfig,
-  session: MailSession,
-  deps: PollDeps,
-  candidate: Candidate,
-  cursorUid: number | undefined,
-  uidValidity: string,
-  log: Logger,
-): Promise<void> {
-  const details = { serverId: candidate.serverId, size: candidate.size, max: mailbox.maxMessageBytes };
-  if (mailbox.oversize === 'skip') {
-    deps.store.recordOversize(mailbox.name, candidate.serverId, cursorUid, uidValidity);
-    log.warn(details, 'message over maxMessageBytes left on the server');
-    return;
+/** What the network side hands to the store side, in server order. */
+type Item =
+  | { kind: 'message'; candidate: Candidate; raw: Buffer; analysis: Promise<Analysis> }
+  | { kind: 'failed'; candidate: Candidate; error: Error }
+  | { kind: 'oversize'; candidate: Candidate; headers: Buffer | undefined };
+
+/** Runs of candidates fetched by one command; an oversize message stands alone. */
+function segments(todo: readonly Candidate[], maxMessageBytes: number): { oversize: boolean; candidates: Candidate[] }[] {
+  const out: { oversize: boolean; candidates: Candidate[] }[] = [];
+  let run: Candidate[] = [];
+  let bytes = 0;
+  const close = () => {
+    if (run.length > 0) out.push({ oversize: false, candidates: run });
+    run = [];
+    bytes = 0;
+  };
+  for (const c of todo) {
+    if (c.size > maxMessageBytes) {
+      close();
+      out.push({ oversize: true, candidates: [c] });
+      continue;
+    }
+    if (run.length >= SEGMENT_MESSAGES || (run.length > 0 && bytes + c.size > SEGMENT_BYTES)) close();
+    run.push(c);
+    bytes += c.size;
   }
-  const raw = await session.fetchHeaders(candidate);
-  const parsed = await deps.parse(raw);
-  deps.store.ingest({
-    mailbox: mailbox.name, serverId: candidate.serverId, uid: cursorUid, uidValidity, raw, parsed,
-    acknowledged: true, headersOnly: true, classification: classify(raw, parsed), policy: mailbox.policy,
-  });
-  log.warn(details, 'message over maxMessageBytes: headers stored, message left on the server');
+  close();
+  return out;
 }
 
+/** The candidates a run takes under its byte cap: each one starts while the bytes before it are under the cap. */
+function withinBytes(todo: readonly Candidate[], cap: number): Candidate[] {
+  let bytes = 0;
+  const out: Candidate[] = [];
+  for (const c of todo) {
+    if (bytes >= cap) break;
+    out.push(c);
+    bytes += Math.min(c.size, cap);
+  }
+  return out;
+}
+
+/**
+ * A poll as two halves that overlap: the network side streams messages off the server, one
+ * command per segment, and hands them over; the store side analyses a group (on a worker thread)
+ * and commits it in one transaction, in server order. Acknowledgements go out from the network
+ * side between two fetch commands, and only for messages already committed: the exactly-once
+ * protocol of DESIGN.md, with batching but without ever acting on the server ahead of SQLite.
+ */
 async function runSession(mailbox: MailboxConfig, session: MailSession, deps: PollDeps, summary: MailboxSummary, log: Logger): Promise<void> {
   const { store } = deps;
   const name = mailbox.name;
@@ -109,6 +139,7 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
   const needsAck = mailbox.after !== 'keep';
   // POP3 applies DELE only at a clean QUIT (RFC 1939 section 6): those are marked after close().
   const deferred: string[] = [];
+  const ackable: string[] = [];
   const acknowledge = async (ids: string[]) => {
     if (ids.length === 0) return;
     await session.acknowledge(ids);
@@ -127,90 +158,174 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
   }
 
   const known = store.knownServerIds(name, listing.candidates.map((c) => c.serverId));
-  const { todo, fresh } = selectNew(listing.candidates, known, mailbox.maxMessages);
-  summary.listed = fresh;
-  if (fresh > todo.length) log.info({ fresh, cap: mailbox.maxMessages }, 'more new messages than maxMessages; the rest come next run');
+  const selected = selectNew(listing.candidates, known, mailbox.maxMessages);
+  summary.listed = selected.fresh;
+  const todo = withinBytes(selected.todo, mailbox.maxBytes);
+  if (selected.fresh > todo.length) log.info({ fresh: selected.fresh, taking: todo.length }, 'more new mail than maxMessages/maxBytes allow in one run; the rest comes next run');
+  const totalBytes = todo.reduce((n, c) => n + (c.size > mailbox.maxMessageBytes ? 0 : c.size), 0);
+  const progress = () => {
+    const done = summary.fetched + summary.oversize + summary.messageFailures + summary.quarantined;
+    deps.onProgress?.({ mailbox: name, done, total: todo.length, bytes: summary.bytes, totalBytes });
+  };
+  if (todo.length > 0) progress();
 
-  let batch: string[] = [];
+  // ---- network side ----
+  const handoff = new Handoff<Item>(HANDOFF_BYTES);
+  let fatal: unknown;
+  let inTransfer: Candidate | undefined;
+  let stopping = false;
+  const producer = (async () => {
+    try {
+      for (const segment of segments(todo, mailbox.maxMessageBytes)) {
+        if (stopping || deps.signal?.aborted) {
+          log.info('stopping: shutdown requested');
+          break;
+        }
+        // No command is in flight here, so acknowledgements cannot deadlock a fetch.
+        await acknowledge(ackable.splice(0));
+        const first = segment.candidates[0] as Candidate;
+        if (segment.oversize) {
+          await handoff.put(await oversizeItem(mailbox, session, first), 0);
+          continue;
+        }
+        const rest = [...segment.candidates];
+        inTransfer = rest[0];
+        for await (const f of session.stream(segment.candidates, mailbox.maxMessageBytes)) {
+          if (stopping) {
+            // Shutdown: the message in hand was handed over; an IMAP FETCH is drained (leaving a
+            // fetch iteration early is not safe with imapflow), POP3 simply sends no more RETR.
+            if (mailbox.protocol === 'pop3') break;
+            continue;
+          }
+          rest.splice(rest.indexOf(f.candidate), 1);
+          inTransfer = rest[0];
+          if (f.error) await handoff.put({ kind: 'failed', candidate: f.candidate, error: f.error }, 0);
+          // Analysis starts the moment the bytes arrive, on a worker, while the store side commits
+          // earlier messages and the network side reads the next ones.
+          else await handoff.put({ kind: 'message', candidate: f.candidate, raw: f.raw, analysis: deps.analyser.analyse(f.raw) }, f.raw.length);
+          if (deps.signal?.aborted) {
+            stopping = true;
+            inTransfer = undefined;
+          }
+        }
+        inTransfer = undefined;
+      }
+    } catch (err) {
+      fatal = err;
+    } finally {
+      handoff.end();
+    }
+  })();
+
+  // ---- store side ----
   // Once a message fails and is left for a retry, the cursor must not pass it: later messages
   // are still stored (their receipts keep them from being fetched twice), the cursor waits.
   let blocked = false;
-  for (const candidate of todo) {
-    if (deps.signal?.aborted) {
-      log.info('stopping: shutdown requested');
-      break;
+  const failMessage = (candidate: Candidate, err: unknown, raw: Buffer | undefined) => {
+    const attempts = store.recordMessageFailure(name, candidate.serverId, scrub(errorMessage(err)), raw);
+    // A refusal of this message is its own fault after a few tries; a broken connection may be
+    // the network's, so it takes many more before the message itself is blamed.
+    const limit = err instanceof ProtocolError ? MAX_MESSAGE_ATTEMPTS : MAX_CONNECTION_ATTEMPTS;
+    if (attempts >= limit) {
+      store.quarantine(name, candidate.serverId, blocked ? undefined : candidate.uid, listing.uidValidity);
+      summary.quarantined += 1;
+      log.error({ serverId: candidate.serverId, attempts, err: scrub(errorMessage(err)) }, 'message quarantined after repeated failures; left on the server');
+    } else {
+      blocked = true;
+      summary.messageFailures += 1;
+      log.warn({ serverId: candidate.serverId, attempts, err: scrub(errorMessage(err)) }, 'message failed; it is retried next run');
     }
-    if (summary.bytes >= mailbox.maxBytes) {
-      log.info({ bytes: summary.bytes, cap: mailbox.maxBytes }, 'maxBytes reached for this run; the rest come next run');
-      break;
-    }
+  };
+  const apply = (item: Item, analysis: Analysis | undefined) => {
+    const { candidate } = item;
     const cursorUid = blocked ? undefined : candidate.uid;
-    let raw: Buffer | undefined;
+    if (item.kind === 'failed') return failMessage(candidate, item.error, undefined);
+    if (item.kind === 'oversize') {
+      summary.oversize += 1;
+      const details = { serverId: candidate.serverId, size: candidate.size, max: mailbox.maxMessageBytes };
+      if (item.headers === undefined || analysis === undefined) {
+        store.recordOversize(name, candidate.serverId, cursorUid, listing.uidValidity);
+        log.warn(details, 'message over maxMessageBytes left on the server');
+      } else {
+        store.ingest({
+          mailbox: name, serverId: candidate.serverId, uid: cursorUid, uidValidity: listing.uidValidity, raw: item.headers,
+          parsed: analysis.parsed, classification: analysis.classification, policy: mailbox.policy, acknowledged: true, headersOnly: true,
+        });
+        log.warn(details, 'message over maxMessageBytes: headers stored, message left on the server');
+      }
+      return;
+    }
+    if (analysis === undefined) return;
+    summary.fetched += 1;
+    summary.bytes += item.raw.length;
+    const { parsed } = analysis;
+    if (parsed.parseError !== undefined) log.warn({ serverId: candidate.serverId, parseError: parsed.parseError }, 'stored raw: message could not be parsed');
     let result;
     try {
-      if (candidate.size > mailbox.maxMessageBytes) {
-        await handleOversize(mailbox, session, deps, candidate, cursorUid, listing.uidValidity, log);
-        summary.oversize += 1;
-        continue;
-      }
-      raw = await session.fetch(candidate, mailbox.maxMessageBytes);
-      summary.fetched += 1;
-      summary.bytes += raw.length;
-      const parsed = await deps.parse(raw);
-      const classification = classify(raw, parsed);
-      if (parsed.parseError !== undefined) log.warn({ serverId: candidate.serverId, parseError: parsed.parseError }, 'stored raw: message could not be parsed');
       result = store.ingest({
-        mailbox: name,
-        serverId: candidate.serverId,
-        uid: cursorUid,
-        uidValidity: listing.uidValidity,
-        raw,
-        parsed,
-        acknowledged: !needsAck,
-        classification,
-        policy: mailbox.policy,
+        mailbox: name, serverId: candidate.serverId, uid: cursorUid, uidValidity: listing.uidValidity, raw: item.raw,
+        parsed, classification: analysis.classification, dedupeHash: analysis.dedupeHash, rawSha256: analysis.rawSha256, policy: mailbox.policy, acknowledged: !needsAck,
       });
-      if (result.outcome === 'stored' && result.probableLoop) {
-        log.warn({ serverId: candidate.serverId, from: parsed.from?.address, ticket: result.ticketNumber }, 'probable mail loop: this sender opened many tickets in a short time');
-      }
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (typeof code === 'string' && ENVIRONMENTAL_SQLITE.test(code)) throw err;
-      const attempts = store.recordMessageFailure(name, candidate.serverId, scrub(errorMessage(err)), raw);
-      // A refusal of this message is its own fault after a few tries; a broken connection may be
-      // the network's, so it takes many more before the message itself is blamed.
-      const limit = err instanceof ProtocolError ? MAX_MESSAGE_ATTEMPTS : MAX_CONNECTION_ATTEMPTS;
-      if (attempts >= limit) {
-        store.quarantine(name, candidate.serverId, cursorUid, listing.uidValidity);
-        summary.quarantined += 1;
-        log.error({ serverId: candidate.serverId, attempts, err: scrub(errorMessage(err)) }, 'message quarantined after repeated failures; left on the server');
-      } else {
-        blocked = true;
-        summary.messageFailures += 1;
-        log.warn({ serverId: candidate.serverId, attempts, err: scrub(errorMessage(err)) }, 'message failed; it is retried next run');
-      }
-      // A broken connection ends this session; a refusal of one message does not.
-      if (!(err instanceof ProtocolError)) throw err;
-      continue;
+      return failMessage(candidate, err, item.raw);
     }
-    if (result.outcome === 'known') continue;
+    if (result.outcome === 'known') return;
     if (result.outcome === 'stored') {
       summary.stored += 1;
       if (result.newTicket) summary.newTickets += 1;
+      if (result.probableLoop) log.warn({ serverId: candidate.serverId, from: parsed.from?.address, ticket: result.ticketNumber }, 'probable mail loop: this sender opened many tickets in a short time');
     } else {
       summary.duplicates += 1;
     }
-    log.debug({ serverId: candidate.serverId, outcome: result.outcome, ticket: result.ticketNumber }, 'message committed');
-    if (needsAck) {
-      batch.push(candidate.serverId);
-      if (mailbox.protocol === 'pop3' || batch.length >= ACK_BATCH) {
-        await acknowledge(batch);
-        batch = [];
-      }
+    if (needsAck) ackable.push(candidate.serverId);
+  };
+
+  let committedSinceAbort = false;
+  try {
+    for (let group = await handoff.take(GROUP_MESSAGES, GROUP_BYTES); group.length > 0; group = await handoff.take(GROUP_MESSAGES, GROUP_BYTES)) {
+      // Shutdown: what was fetched ahead but not yet taken up is dropped, uncommitted and
+      // unacknowledged, so it is simply fetched again next run; the group in hand was committed.
+      if (deps.signal?.aborted && committedSinceAbort) continue;
+      const analyses = await Promise.all(
+        group.map((item) => {
+          if (item.kind === 'message') return item.analysis;
+          return item.kind === 'oversize' && item.headers !== undefined ? deps.analyser.analyse(item.headers) : undefined;
+        }),
+      );
+      // Step 3 for the whole group: one commit, each message in its own savepoint.
+      store.batch(() => group.forEach((item, i) => apply(item, analyses[i])));
+      if (deps.signal?.aborted) committedSinceAbort = true;
+      progress();
     }
+  } catch (err) {
+    handoff.cancel();
+    await producer;
+    throw err;
   }
-  await acknowledge(batch);
+  await producer;
+
+  if (fatal !== undefined) {
+    // The connection broke mid-segment: what arrived is committed above; the message that was
+    // on the wire takes the blame (getmail's lesson: a message that always kills the connection
+    // must not block the mailbox forever), then the run ends as failed.
+    if (inTransfer !== undefined && !(fatal instanceof ProtocolError)) store.batch(() => failMessage(inTransfer as Candidate, fatal, undefined));
+    throw fatal;
+  }
+  await acknowledge(ackable.splice(0));
   if (mailbox.protocol === 'imap' && !blocked) catchUpCursor(store, name, listing);
   await session.close();
   store.markAcknowledged(name, deferred);
+}
+
+/** Oversize: left alone, or with `oversize: headers` its header block fetched to be stored. */
+async function oversizeItem(mailbox: MailboxConfig, session: MailSession, candidate: Candidate): Promise<Item> {
+  if (mailbox.oversize === 'skip') return { kind: 'oversize', candidate, headers: undefined };
+  try {
+    return { kind: 'oversize', candidate, headers: await session.fetchHeaders(candidate) };
+  } catch (err) {
+    if (err instanceof ProtocolError) return { kind: 'failed', candidate, error: err };
+    throw err;
+  }
 }

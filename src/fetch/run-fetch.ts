@@ -1,8 +1,8 @@
 import type { Config, MailboxConfig } from '../config/types.js';
-import { resolveSecret } from '../config/secrets.js';
+import { afterLoginFailure, resolveCredentials, type Credentials } from '../auth/credentials.js';
 import { errorMessage, MailpollError } from '../errors.js';
-import { registerSecret, scrub, type Logger } from '../log.js';
-import { parseMessage } from '../parse/parse-message.js';
+import { scrub, type Logger } from '../log.js';
+import { createAnalyser, type Analyser } from '../parse/analyse-pool.js';
 import type { MailSource } from '../sources/mail-source.js';
 import type { Db } from '../store/database.js';
 import { acquireLease, LEASE_TTL_MS, leaseOwnerId, releaseLease, renewLease } from '../store/leases.js';
@@ -10,8 +10,8 @@ import { readHealth, recordAttempt, recordOutcome } from '../store/mailbox-state
 import { MailStore, type StoreRules } from '../store/mail-store.js';
 import { ticketTokenMatcher } from '../tickets/subject.js';
 import { pollMailbox } from './poll-mailbox.js';
-import { isDue } from './schedule.js';
-import { emptySummary, type MailboxSummary } from './summary.js';
+import { dueFrom, isDue } from './schedule.js';
+import { emptySummary, type FetchProgress, type MailboxSummary } from './summary.js';
 
 export interface Selection {
   /** Only these mailboxes (by name); all when empty. */
@@ -21,6 +21,10 @@ export interface Selection {
 }
 
 export interface FetchOptions {
+  /** Where messages are parsed; a worker pool made for this run by default. */
+  analyser?: Analyser;
+  /** Progress after each commit (a terminal's progress line). */
+  onProgress?: (progress: FetchProgress) => void;
   concurrency: number;
   /** Aborted on shutdown (daemon): each mailbox finishes its message in hand and stops. */
   signal?: AbortSignal;
@@ -38,7 +42,7 @@ export function storeRules(config: Config): StoreRules {
 const processOwner = leaseOwnerId();
 
 /** Builds the protocol's source; heavy modules load here, only for a mailbox that is polled. */
-export async function sourceFor(mailbox: MailboxConfig, password: string, log: Logger): Promise<MailSource> {
+export async function sourceFor(mailbox: MailboxConfig, password: string | Credentials, log: Logger): Promise<MailSource> {
   if (mailbox.protocol === 'imap') {
     const { imapSource } = await import('../sources/imap.js');
     return imapSource(mailbox, password);
@@ -54,6 +58,17 @@ export function dueMailboxes(config: Config, db: Db, options: Selection, at = ne
   return selected.filter((m) => isDue(readHealth(db, m.name), m.everyMs, at));
 }
 
+/** When the first of all mailboxes falls due; undefined when one is due already (or never polled). */
+export function earliestDue(config: Config, db: Db): Date | undefined {
+  let earliest: Date | undefined;
+  for (const m of config.mailboxes) {
+    const from = dueFrom(readHealth(db, m.name), m.everyMs);
+    if (from === undefined) return undefined;
+    if (earliest === undefined || from < earliest) earliest = from;
+  }
+  return earliest;
+}
+
 /**
  * Polls the given mailboxes, up to `concurrency` at once. Each is leased first, so a second run
  * skips it instead of polling it twice; a failing mailbox is contained in its own summary and
@@ -61,19 +76,24 @@ export function dueMailboxes(config: Config, db: Db, options: Selection, at = ne
  */
 export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, options: FetchOptions, log: Logger): Promise<MailboxSummary[]> {
   const store = new MailStore(db, options.rules);
+  const analyser = options.analyser ?? createAnalyser();
   const results: MailboxSummary[] = new Array(mailboxes.length);
   let next = 0;
   const worker = async () => {
     while (next < mailboxes.length) {
       const index = next++;
-      results[index] = await pollLeased(mailboxes[index] as MailboxConfig, db, store, options, log);
+      results[index] = await pollLeased(mailboxes[index] as MailboxConfig, db, store, analyser, options, log);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, mailboxes.length)) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, mailboxes.length)) }, worker));
+  } finally {
+    if (options.analyser === undefined) await analyser.close();
+  }
   return results;
 }
 
-async function pollLeased(mailbox: MailboxConfig, db: Db, store: MailStore, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
+async function pollLeased(mailbox: MailboxConfig, db: Db, store: MailStore, analyser: Analyser, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
   const owner = options.owner ?? processOwner;
   const lease = acquireLease(db, mailbox.name, owner);
   if (!lease.acquired) {
@@ -87,22 +107,23 @@ async function pollLeased(mailbox: MailboxConfig, db: Db, store: MailStore, opti
     if (!renewLease(db, mailbox.name, owner)) log.warn({ mailbox: mailbox.name }, 'lease lost; another run may poll this mailbox too (dedupe keeps it safe)');
   }, LEASE_TTL_MS / 4);
   try {
-    return await pollOne(mailbox, db, store, options, log);
+    return await pollOne(mailbox, db, store, analyser, options, log);
   } finally {
     clearInterval(renew);
     releaseLease(db, mailbox.name, owner);
   }
 }
 
-async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
+async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, analyser: Analyser, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
+  const started = Date.now();
   recordAttempt(db, mailbox.name);
   warnAboutWeakTls(mailbox, log);
   let summary: MailboxSummary;
   try {
-    const password = await resolveSecret(mailbox.password, mailbox.name);
-    registerSecret(password);
-    const source = await sourceFor(mailbox, password, log);
-    summary = await pollMailbox(mailbox, source, { store, parse: parseMessage, log, signal: options.signal });
+    const credentials = await resolveCredentials(mailbox, db, log);
+    const source = await sourceFor(mailbox, credentials, log);
+    summary = await pollMailbox(mailbox, source, { store, analyser, log, signal: options.signal, onProgress: options.onProgress });
+    if (summary.errorCode === 'AUTH') afterLoginFailure(mailbox, db);
   } catch (err) {
     summary = emptySummary(mailbox.name);
     summary.ok = false;
@@ -110,7 +131,7 @@ async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, options
     summary.errorCode = err instanceof MailpollError ? err.code : 'UNEXPECTED';
     log.error({ mailbox: mailbox.name, code: summary.errorCode, err: summary.error }, 'mailbox failed');
   }
-  recordOutcome(db, mailbox.name, summary.ok ? undefined : `${summary.errorCode}: ${summary.error}`);
+  recordOutcome(db, mailbox.name, summary.ok ? undefined : `${summary.errorCode}: ${summary.error}`, new Date(), { durationMs: Date.now() - started, bytes: summary.bytes });
   return summary;
 }
 

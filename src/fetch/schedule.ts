@@ -33,8 +33,13 @@ export function nextDueAt(health: MailboxHealth, everyMs: number): Date | undefi
  * The slack is a fifth of the interval, at most 30 seconds.
  */
 export function isDue(health: MailboxHealth, everyMs: number, now: Date): boolean {
+  const from = dueFrom(health, everyMs);
+  return from === undefined || now.getTime() >= from.getTime();
+}
+
+/** The first moment isDue() answers true (next due time less the slack); undefined: due already. */
+export function dueFrom(health: MailboxHealth, everyMs: number): Date | undefined {
   const due = nextDueAt(health, everyMs);
-  if (due === undefined) return true;
-  const slack = Math.min(30_000, everyMs / 5);
-  return now.getTime() >= due.getTime() - slack;
+  if (due === undefined) return undefined;
+  return new Date(due.getTime() - Math.min(30_000, everyMs / 5));
 }

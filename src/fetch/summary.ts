@@ -45,3 +45,13 @@ export function emptySummary(mailbox: string): MailboxSummary {
     durationMs: 0,
   };
 }
+
+/** Where a running poll stands, for a progress line. */
+export interface FetchProgress {
+  mailbox: string;
+  /** Messages handled (stored, duplicate or oversize) of those this run takes. */
+  done: number;
+  total: number;
+  bytes: number;
+  totalBytes: number;
+}

@@ -65,24 +65,32 @@ interface MimeTree {
 interface Mail {
   fields: Map<string, string[]>;
   contentType: ContentType;
-  body: string;
+  bodyBytes: Buffer;
+  /** The body as latin1 text, made on first use. */
+  readonly body: string;
   tree: () => MimeTree;
 }
 
 function readMail(raw: Buffer): Mail {
   const { header, body } = splitHeader(raw);
   const fields = headerFields(header);
-  const text = body.toString('latin1');
   const contentType = parseContentType(first(fields, 'content-type'), 'text/plain');
+  // The body as text only when a rule needs it: most mail is classified from its header alone,
+  // and a string copy of a 70 MB message costs more than the rest of its processing.
+  let text: string | undefined;
+  const bodyText = () => (text ??= body.toString('latin1'));
   let tree: MimeTree | undefined;
   return {
     fields,
     contentType,
-    body: text,
+    bodyBytes: body,
+    get body() {
+      return bodyText();
+    },
     tree: () => {
       if (tree === undefined) {
         tree = { leaves: [], broken: false };
-        walk({ contentType, fields, body: text }, 0, tree);
+        walk({ contentType, fields, body: bodyText() }, 0, tree);
       }
       return tree;
     },
@@ -195,7 +203,7 @@ function bounceReason(mail: Mail, parsed: ParsedMessage): string | undefined {
 
   // A DSN part anywhere in the report's own structure, e.g. an Exchange NDR wrapped in
   // multipart/mixed; a bounce forwarded by a human as a message/rfc822 attachment is not one.
-  if (/content-type:\s*message\/(?:global-)?delivery-status/i.test(mail.body)) {
+  if (mayHoldDsnPart(mail) && /content-type:\s*message\/(?:global-)?delivery-status/i.test(mail.body)) {
     const tree = mail.tree();
     const part = tree.leaves.find((leaf) => DSN_PART_TYPES.has(leaf.contentType.type));
     if (part !== undefined) return `${part.contentType.type} part`;
@@ -219,6 +227,14 @@ function bounceReason(mail: Mail, parsed: ParsedMessage): string | undefined {
     if (DSN_BODY.test((parsed.text ?? mail.body).slice(0, 65_536))) return 'Return-Path: <> with DSN body';
   }
   return undefined;
+}
+
+/** A cheap byte-level look before the text scan: only a multipart can hold a DSN part. */
+function mayHoldDsnPart(mail: Mail): boolean {
+  if (!mail.contentType.type.startsWith('multipart/')) return false;
+  // Reports are small; only a large body (attachments) gets the case-limited byte search.
+  if (mail.bodyBytes.length <= 4 * 1024 * 1024) return true;
+  return ['elivery-status', 'ELIVERY-STATUS', 'elivery-Status'].some((s) => mail.bodyBytes.includes(s));
 }
 
 /**

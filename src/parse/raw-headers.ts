@@ -56,8 +56,10 @@ function isTraceField(name: string): boolean {
  * The identity of a message for the second dedupe layer: every header field in order except the
  * trace fields above, and the body. So the same mail delivered to two of our mailboxes, or
  * re-uploaded with a new UID, hashes the same, while two mails that differ in anything their
- * author's software wrote (a Content-Type, a Sender, one byte of body) do not. Line endings are
- * normalised because servers may serve bare LF as CRLF.
+ * author's software wrote (a Content-Type, a Sender, one byte of body) do not. The body is hashed
+ * as served (IMAP and POP3 always serve CRLF, RFC 3501 section 2.2 / RFC 1939 section 3, so line
+ * endings need no normalising, which would cost more than parsing the header), less its trailing
+ * line breaks: POP3 adds one before the terminating "." when a message lacks it, IMAP does not.
  */
 export function dedupeHash(raw: Buffer): string {
   const { header, body } = splitHeader(raw);
@@ -71,12 +73,10 @@ export function dedupeHash(raw: Buffer): string {
     hash.update(`${name}\u0000${colon > 0 ? line.slice(colon + 1).trim() : ''}\n`, 'latin1');
   }
   hash.update('\u0001');
-  hash.update(normaliseEol(body));
+  let end = body.length;
+  while (end > 0 && (body[end - 1] === 0x0a || body[end - 1] === 0x0d)) end--;
+  hash.update(body.subarray(0, end));
   return hash.digest('hex');
-}
-
-function normaliseEol(body: Buffer): Buffer {
-  return body.includes('\r\n') ? Buffer.from(body.toString('latin1').replace(/\r\n/g, '\n'), 'latin1') : body;
 }
 
 export function sha256(data: Buffer): string {

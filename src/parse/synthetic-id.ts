@@ -10,6 +10,6 @@ export const SYNTHETIC_ID_DOMAIN = 'mailpoll.invalid';
  * as CRLF (Dovecot does), and the same message must not get a second id when fetched that way.
  */
 export function syntheticMessageId(raw: Buffer): string {
-  const normalised = raw.includes('\r\n') ? Buffer.from(raw.toString('latin1').replace(/\r\n/g, '\n'), 'latin1') : raw;
+  const normalised = raw.includes('\r\n') ? Buffer.from(raw.toString('latin1').replaceAll('\r\n', '\n'), 'latin1') : raw;
   return `${createHash('sha256').update(normalised).digest('hex').slice(0, 32)}@${SYNTHETIC_ID_DOMAIN}`;
 }

@@ -1,8 +1,9 @@
 import type { ImapFlow } from 'imapflow';
+import { asCredentials, chooseImapMechanism, imapAuth, type Credentials } from '../auth/login.js';
 import type { MailboxConfig } from '../config/types.js';
 import { MailpollError, ProtocolError } from '../errors.js';
 import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
-import type { Candidate, Cursor, Listing, MailSession, MailSource } from './mail-source.js';
+import type { Candidate, Cursor, Fetched, Listing, MailSession, MailSource } from './mail-source.js';
 import { classifyNetworkError, tlsOptionsFor } from './tls-options.js';
 
 /** Acknowledgements go out in chunks so no command line grows past what servers accept. */
@@ -12,7 +13,8 @@ const ACK_CHUNK = 500;
  * IMAP through imapflow (loaded lazily: a cron tick with nothing due never pays for it).
  * The server id is `UIDVALIDITY:UID`; candidates are the UIDs above the stored cursor.
  */
-export function imapSource(mailbox: MailboxConfig, password: string): MailSource {
+export function imapSource(mailbox: MailboxConfig, password: string | Credentials): MailSource {
+  const credentials = asCredentials(password);
   return {
     async open(): Promise<MailSession> {
       const { ImapFlow } = await import('imapflow');
@@ -23,7 +25,7 @@ export function imapSource(mailbox: MailboxConfig, password: string): MailSource
         secure: mailbox.tls.mode === 'implicit',
         // true: STARTTLS is required and its absence is an error, never a silent plaintext session.
         doSTARTTLS: mailbox.tls.mode === 'starttls' ? true : mailbox.tls.mode === 'none' ? false : undefined,
-        auth: { user: mailbox.username, pass: password },
+        auth: imapAuth(mailbox.username, credentials),
         tls,
         logger: false,
         connectionTimeout: mailbox.timeouts.connectMs,
@@ -37,6 +39,7 @@ export function imapSource(mailbox: MailboxConfig, password: string): MailSource
         socketError = err;
       });
       try {
+        chooseImapMechanism(client, mailbox, credentials);
         await client.connect();
       } catch (err) {
         client.close();
@@ -87,22 +90,27 @@ class ImapSession implements MailSession {
     return { uidValidity: this.uidValidity, candidates };
   }
 
-  async fetch(candidate: Candidate, maxBytes: number): Promise<Buffer> {
-    if (candidate.uid === undefined) throw new ProtocolError(`not an IMAP id: ${candidate.serverId}`, { mailbox: this.mailbox.name });
-    let message;
+  async *stream(candidates: readonly Candidate[], maxBytes: number): AsyncIterable<Fetched> {
+    const byUid = new Map(candidates.map((c) => [c.uid, c]));
+    const seen = new Set<number>();
+    const tooLarge = (c: Candidate) => new ProtocolError(`message UID ${c.uid} is larger than maxMessageBytes`, { mailbox: this.mailbox.name });
     try {
-      // imapflow asks for BODY.PEEK[]: fetching never sets \Seen (RFC 3501 section 6.4.5).
-      message = await this.client.fetchOne(String(candidate.uid), { uid: true, source: true }, { uid: true });
+      // One UID FETCH for the set; imapflow asks for BODY.PEEK[], so fetching never sets \Seen
+      // (RFC 3501 section 6.4.5). Messages are yielded as they arrive, before the FETCH completes.
+      for await (const m of this.client.fetch(uidSet(candidates), { uid: true, source: true }, { uid: true })) {
+        const candidate = byUid.get(m.uid);
+        if (candidate === undefined || !m.source || seen.has(m.uid)) continue;
+        seen.add(m.uid);
+        yield m.source.length > maxBytes ? { candidate, error: tooLarge(candidate) } : { candidate, raw: m.source };
+      }
     } catch (err) {
       throw this.fail(err, 'FETCH');
     }
-    if (!message || !message.source) {
-      throw new ProtocolError(`message UID ${candidate.uid} vanished before it could be fetched`, { mailbox: this.mailbox.name });
+    for (const candidate of candidates) {
+      if (candidate.uid !== undefined && !seen.has(candidate.uid)) {
+        yield { candidate, error: new ProtocolError(`message UID ${candidate.uid} vanished before it could be fetched`, { mailbox: this.mailbox.name }) };
+      }
     }
-    if (message.source.length > maxBytes) {
-      throw new ProtocolError(`message UID ${candidate.uid} is larger than maxMessageBytes`, { mailbox: this.mailbox.name });
-    }
-    return message.source;
   }
 
   async fetchHeaders(candidate: Candidate): Promise<Buffer> {
@@ -170,4 +178,17 @@ class ImapSession implements MailSession {
   private fail(err: unknown, what: string): MailpollError {
     return imapFailure(err, this.mailbox, what);
   }
+}
+
+/** `1:5,9,12:13`: consecutive UIDs as ranges keep the command short for large batches. */
+export function uidSet(candidates: readonly Candidate[]): string {
+  const uids = candidates.map((c) => c.uid ?? 0).sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < uids.length; ) {
+    let j = i;
+    while (j + 1 < uids.length && uids[j + 1] === (uids[j] ?? 0) + 1) j++;
+    parts.push(i === j ? String(uids[i]) : `${uids[i]}:${uids[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
 }

@@ -32,11 +32,20 @@ export interface Listing {
   candidates: Candidate[];
 }
 
+/** One message from stream(): its bytes, or why the server would not give them. */
+export type Fetched = { candidate: Candidate; raw: Buffer; error?: undefined } | { candidate: Candidate; raw?: undefined; error: Error };
+
 export interface MailSession {
   /** Lists the candidates; IMAP lists only UIDs above the cursor when its UIDVALIDITY matches. */
   list(cursor: Cursor | null): Promise<Listing>;
-  /** The raw bytes exactly as the server served them. Rejects if larger than `maxBytes`. */
-  fetch(candidate: Candidate, maxBytes: number): Promise<Buffer>;
+  /**
+   * The raw bytes of each candidate exactly as the server served them, yielded as they arrive, in
+   * one server command where the protocol allows (IMAP UID FETCH of the whole set). A message the
+   * server refuses or no longer has, or one over `maxBytes`, is yielded with an error; a broken
+   * connection ends the iteration with a thrown error. The caller sends no other command to this
+   * session until the iteration is over: imapflow deadlocks on a command sent inside a fetch.
+   */
+  stream(candidates: readonly Candidate[], maxBytes: number): AsyncIterable<Fetched>;
   /** Only the header block (IMAP BODY.PEEK[HEADER], POP3 TOP n 0), for oversize messages. */
   fetchHeaders(candidate: Candidate): Promise<Buffer>;
   /**

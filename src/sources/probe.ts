@@ -8,6 +8,7 @@
  */
 import { TLSSocket, type PeerCertificate } from 'node:tls';
 import type { ImapFlow } from 'imapflow';
+import { asCredentials, chooseImapMechanism, imapAuth, pop3Login, type Credentials } from '../auth/login.js';
 import type { MailboxConfig, Protocol, TlsMode } from '../config/types.js';
 import { MailpollError, ProtocolError, type ErrorCode } from '../errors.js';
 import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
@@ -98,7 +99,7 @@ const EXPIRY_WARNING_DAYS = 14;
  * everything learnt before it (a TLS session before a refused login, say) is kept.
  * `password` is sent to the server only; it is never put into the result.
  */
-export async function probeMailbox(mailbox: MailboxConfig, password: string, options: ProbeOptions = {}): Promise<ProbeResult> {
+export async function probeMailbox(mailbox: MailboxConfig, password: string | Credentials, options: ProbeOptions = {}): Promise<ProbeResult> {
   const now = options.now ?? (() => new Date());
   const started = Date.now();
   const result = emptyProbe(mailbox);
@@ -161,7 +162,7 @@ interface ImapLogEntry {
   secure?: boolean;
 }
 
-async function probeImap(mailbox: MailboxConfig, password: string, result: ProbeResult, step: { current: ProbeStep }, now: () => Date): Promise<void> {
+async function probeImap(mailbox: MailboxConfig, password: string | Credentials, result: ProbeResult, step: { current: ProbeStep }, now: () => Date): Promise<void> {
   const { ImapFlow } = await import('imapflow');
   const tls = await tlsOptionsFor(mailbox);
   // imapflow's connect() covers TCP, TLS, the greeting and LOGIN in one call. Its log entry for an
@@ -179,7 +180,7 @@ async function probeImap(mailbox: MailboxConfig, password: string, result: Probe
     secure: mailbox.tls.mode === 'implicit',
     // true: STARTTLS is required and its absence is an error, never a silent plaintext session.
     doSTARTTLS: mailbox.tls.mode === 'starttls' ? true : mailbox.tls.mode === 'none' ? false : undefined,
-    auth: { user: mailbox.username, pass: password },
+    auth: imapAuth(mailbox.username, asCredentials(password)),
     tls,
     logger: { debug: () => {}, info: captureTls, warn: () => {}, error: () => {}, fatal: () => {} },
     connectionTimeout: mailbox.timeouts.connectMs,
@@ -191,6 +192,7 @@ async function probeImap(mailbox: MailboxConfig, password: string, result: Probe
   client.on('error', () => {});
   try {
     try {
+      chooseImapMechanism(client, mailbox, asCredentials(password));
       await client.connect();
     } catch (err) {
       // What the server offered before the refusal (LOGINDISABLED, AUTH=...) helps to explain it.
@@ -245,7 +247,7 @@ function imapCapabilities(client: ImapFlow): string[] {
 
 // ---- POP3 ------------------------------------------------------------------------------------
 
-async function probePop3(mailbox: MailboxConfig, password: string, result: ProbeResult, step: { current: ProbeStep }, now: () => Date): Promise<void> {
+async function probePop3(mailbox: MailboxConfig, password: string | Credentials, result: ProbeResult, step: { current: ProbeStep }, now: () => Date): Promise<void> {
   const client = await Pop3Client.connect({ mailbox });
   try {
     const info = client.tlsInfo();
@@ -253,7 +255,7 @@ async function probePop3(mailbox: MailboxConfig, password: string, result: Probe
     result.capabilities = [...client.capabilities].map(([name, args]) => [name, ...args].join(' '));
 
     step.current = 'login';
-    await client.login(mailbox.username, password);
+    await pop3Login(client, mailbox.username, asCredentials(password));
     result.loggedIn = true;
 
     step.current = 'count';

@@ -20,7 +20,11 @@ export function openDatabase(file: string): Db {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     db = new Database(file);
     db.pragma('busy_timeout = 10000');
+    // Mail is stored whole (raw bytes, attachments): larger pages mean a quarter of the page writes
+    // for the same bytes. Takes effect only when the file is created, before WAL is switched on.
+    db.pragma('page_size = 16384');
     db.pragma('journal_mode = WAL');
+    db.pragma('cache_size = -32768');
     db.pragma('foreign_keys = ON');
     // NORMAL is durable across process crashes in WAL mode; FULL also survives power loss
     // at one fsync per commit, which we pay: a message acknowledged on the server must be on disk.

@@ -43,6 +43,9 @@ export interface IngestInput {
    * server (its body exists nowhere else).
    */
   headersOnly?: boolean;
+  /** Computed with the analysis (possibly on a worker thread); computed here when absent. */
+  dedupeHash?: string;
+  rawSha256?: string;
 }
 
 export type IngestResult =
@@ -197,6 +200,11 @@ export class MailStore {
     }).immediate();
   }
 
+  /** Runs `fn` in one IMMEDIATE transaction; the ingests inside become savepoints of it. */
+  batch<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
   /** Step 3 of the protocol, in one IMMEDIATE transaction (the write lock is taken up front). */
   ingest(input: IngestInput): IngestResult {
     return this.db.transaction((): IngestResult => {
@@ -209,7 +217,7 @@ export class MailStore {
         if (input.uid !== undefined) this.s.advanceCursor.run(mailbox, input.uidValidity, input.uid);
       };
 
-      const hash = dedupeHash(raw);
+      const hash = input.dedupeHash ?? dedupeHash(raw);
       const existing = this.s.byHash.get(hash);
       if (existing) {
         this.s.insertReceipt.run({ mailbox, serverId, messageRef: existing.id, outcome: 'duplicate', at, acknowledgedAt });
@@ -277,7 +285,7 @@ export class MailStore {
           html: parsed.html ?? null,
           raw,
           rawSize: raw.length,
-          rawSha256: sha256(raw),
+          rawSha256: input.rawSha256 ?? sha256(raw),
           dedupeHash: hash,
           parseError: parsed.parseError ?? null,
           headersOnly: headersOnly ? 1 : 0,

@@ -180,7 +180,9 @@ function identityOf(raw: Buffer): string {
     else fields.push(line);
   }
   const kept = fields.filter((f) => !TRACE_FIELD.test(/^([^:\s]+)[ \t]*:/.exec(f)?.[1] ?? ''));
-  return createHash('sha256').update(kept.join('\n'), 'latin1').update('\n\n').update(body, 'latin1').digest('hex');
+  // Trailing line-break bytes do not make another message: POP3 adds one where IMAP does not,
+  // and mailpoll's dedupe ignores them for that reason.
+  return createHash('sha256').update(kept.join('\n'), 'latin1').update('\n\n').update(body.replace(/[\r\n]+$/, ''), 'latin1').digest('hex');
 }
 
 /** UID -> Maildir base name, from Dovecot's own index of the folder. */

@@ -102,7 +102,8 @@ describe('failures are contained', () => {
         { ...mailboxEntry(server, VARIANTS[1]!, good), name: 'good' },
       ],
     });
-    const run = await runMailpoll(['fetch', '--now', '--config', config]);
+    // --verbose: the summary table, which stdout (not a terminal) gets only on request.
+    const run = await runMailpoll(['fetch', '--now', '--verbose', '--config', config]);
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/bad-imap\s+FAILED/);
     expect(run.stdout).toMatch(/bad-pop3\s+FAILED/);

@@ -531,7 +531,10 @@ describe('pop3Source', () => {
     });
     const second = listing.candidates[1];
     if (second === undefined) throw new Error('no candidate');
-    expect((await session.fetch(second, 1024)).equals(MESSAGE_2)).toBe(true);
+    const fetched = [];
+    for await (const f of session.stream([second], 1024)) fetched.push(f);
+    expect(fetched).toHaveLength(1);
+    expect(fetched[0]?.raw?.equals(MESSAGE_2)).toBe(true);
     await session.acknowledge(['uid-2']);
     await session.acknowledge(['uid-2']); // repeated: no second DELE
     await session.close();
@@ -551,7 +554,9 @@ describe('pop3Source', () => {
     const server = await fakeServer(maildrop());
     const session = await pop3Source(mailbox(server.port), PASSWORD).open();
     await session.list(null);
-    await expect(session.fetch({ serverId: 'nope', size: 1 }, 1024)).rejects.toBeInstanceOf(ProtocolError);
+    const unknown = [];
+    for await (const f of session.stream([{ serverId: 'nope', size: 1 }], 1024)) unknown.push(f);
+    expect(unknown[0]?.error).toBeInstanceOf(ProtocolError);
     await expect(session.acknowledge(['uid-1', 'nope'])).rejects.toBeInstanceOf(ProtocolError);
     session.abort();
     expect(server.received.some((l) => /^(RETR|DELE)/.test(l))).toBe(false);

@@ -106,7 +106,8 @@ describe('dedupeHash', () => {
   it('ignores trace fields added on delivery', () => {
     const traced = Buffer.concat([Buffer.from('Return-Path: <a@b>\r\nReceived: from a by b;\r\n date\r\nX-Spam-Score: 1\r\nResent-To: c@d\r\n'), base]);
     expect(dedupeHash(traced)).toBe(dedupeHash(base));
-    expect(dedupeHash(Buffer.from(base.toString('latin1').replace(/\r\n/g, '\n'), 'latin1'))).toBe(dedupeHash(base));
+    // POP3 adds a line break before the final "." to a message that lacks one; IMAP does not.
+    expect(dedupeHash(Buffer.concat([base, Buffer.from('\r\n')]))).toBe(dedupeHash(base));
   });
   it('tells apart mails that differ only in an author-set header', () => {
     const other = Buffer.from(base.toString('latin1').replace('Content-Type: text/plain', 'Content-Type: text/html'), 'latin1');

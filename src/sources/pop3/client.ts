@@ -15,6 +15,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, TLSSocket, type CipherNameAndProtocol, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import type { MailboxConfig } from '../../config/types.js';
 import { AuthError, ConnectionError, MailpollError, ProtocolError, TimeoutError, TlsError } from '../../errors.js';
+import { describeOAuthChallenge, hasControlChars, xoauth2Response } from '../../auth/sasl.js';
 import { classifyNetworkError, tlsOptionsFor } from '../tls-options.js';
 import { FramingError, Pop3Framer, type Expectation, type Pop3Response } from './framing.js';
 
@@ -176,6 +177,43 @@ export class Pop3Client {
     } else {
       await this.userPass(username, password);
     }
+  }
+
+  /**
+   * Authenticates with an OAuth2 access token: AUTH XOAUTH2 (Microsoft 365, Gmail). A token too
+   * long for an initial response (RFC 5034 section 4: 255 octets a line) is sent after the "+ "
+   * continuation. A refusal may come as a "+ base64(json)" challenge first: that is answered with
+   * an empty line, as the mechanism requires, and the -ERR that follows is an AuthError carrying the
+   * server's details. The token never appears in an error.
+   */
+  async loginXoauth2(username: string, accessToken: string): Promise<void> {
+    if (hasControlChars(username) || hasControlChars(accessToken)) {
+      throw new AuthError(`the username or access token for ${this.where()} contains a control character, which XOAUTH2 cannot carry`, { mailbox: this.mailbox.name });
+    }
+    const sasl = this.caps.get('SASL') ?? [];
+    if (!sasl.some((m) => m.toUpperCase() === 'XOAUTH2')) {
+      throw new AuthError(`POP3 server ${this.where()} does not offer AUTH XOAUTH2 (SASL: ${sasl.join(' ') || 'none'}); it cannot log in with an OAuth2 token`, {
+        mailbox: this.mailbox.name,
+      });
+    }
+    const response = xoauth2Response(username, accessToken);
+    const secrets = [accessToken, response];
+    let details: string | undefined;
+    const r = await this.exclusive(async () => {
+      const withInitial = `AUTH XOAUTH2 ${response}`;
+      let answer: Pop3Response;
+      if (withInitial.length + 2 <= AUTH_LINE_MAX) {
+        answer = await this.send(withInitial, 'AUTH XOAUTH2', SINGLE);
+      } else {
+        const go = await this.send('AUTH XOAUTH2', 'AUTH XOAUTH2', SINGLE);
+        if (go.status !== 'continue') return go;
+        answer = await this.send(response, 'AUTH XOAUTH2', SINGLE);
+      }
+      if (answer.status !== 'continue') return answer;
+      details = describeOAuthChallenge(answer.text);
+      return this.send('', 'AUTH XOAUTH2', SINGLE);
+    });
+    this.expectLogin(r.status === 'err' && details !== undefined ? { ...r, text: `${r.text} (${details})` } : r, username, secrets);
   }
 
   /** STAT: message count and total size of the maildrop (RFC 1939 section 5). */

@@ -4,9 +4,10 @@
  * that UIDL decides what is new. The only post-fetch action is DELE, which the server applies at
  * QUIT and forgets if the connection drops first (RFC 1939 section 6).
  */
+import { asCredentials, pop3Login, type Credentials } from '../../auth/login.js';
 import type { MailboxConfig } from '../../config/types.js';
 import { ProtocolError } from '../../errors.js';
-import type { Candidate, Cursor, Listing, MailSession, MailSource } from '../mail-source.js';
+import type { Candidate, Cursor, Fetched, Listing, MailSession, MailSource } from '../mail-source.js';
 import { assertTransportAllowed, Pop3Client, type ListEntry, type UidlEntry } from './client.js';
 
 /** The part of a logger this source uses. */
@@ -19,13 +20,13 @@ export interface WarnLogger {
  * or a log line; `log` receives warnings about inconsistent listings (the weak-TLS warning is the
  * fetch loop's, once per run for every protocol).
  */
-export function pop3Source(mailbox: MailboxConfig, password: string, log?: WarnLogger): MailSource {
+export function pop3Source(mailbox: MailboxConfig, password: string | Credentials, log?: WarnLogger): MailSource {
   return {
     async open(): Promise<MailSession> {
       assertTransportAllowed(mailbox);
       const client = await Pop3Client.connect({ mailbox });
       try {
-        await client.login(mailbox.username, password);
+        await pop3Login(client, mailbox.username, asCredentials(password));
       } catch (err) {
         client.destroy();
         throw err;
@@ -56,8 +57,16 @@ class Pop3Session implements MailSession {
     return { uidValidity: '', candidates };
   }
 
-  async fetch(candidate: Candidate, maxBytes: number): Promise<Buffer> {
-    return this.client.retr(this.numberOf(candidate.serverId), maxBytes);
+  async *stream(candidates: readonly Candidate[], maxBytes: number): AsyncIterable<Fetched> {
+    for (const candidate of candidates) {
+      try {
+        yield { candidate, raw: await this.client.retr(this.numberOf(candidate.serverId), maxBytes) };
+      } catch (err) {
+        // A refusal (-ERR, over the size limit) concerns this message; anything else ends the session.
+        if (!(err instanceof ProtocolError)) throw err;
+        yield { candidate, error: err };
+      }
+    }
   }
 
   async fetchHeaders(candidate: Candidate): Promise<Buffer> {
