@@ -1,6 +1,7 @@
+import { imapClientOptions } from '../sources/imap-options.js';
 import type { ExistsEvent, ImapFlow } from 'imapflow';
 import { resolveCredentials } from '../auth/credentials.js';
-import { chooseImapMechanism, imapAuth } from '../auth/login.js';
+import { chooseImapMechanism } from '../auth/login.js';
 import type { MailboxConfig } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { scrub, type Logger } from '../log.js';
@@ -99,19 +100,9 @@ export class IdleWatcher {
     const credentials = await resolveCredentials(mailbox, this.options.db);
     const { ImapFlow } = await import('imapflow');
     const client = new ImapFlow({
-      host: mailbox.host,
-      port: mailbox.port,
-      secure: mailbox.tls.mode === 'implicit',
-      // As in sources/imap.ts: STARTTLS required when configured, never a silent plaintext session.
-      doSTARTTLS: mailbox.tls.mode === 'starttls' ? true : mailbox.tls.mode === 'none' ? false : undefined,
-      auth: imapAuth(mailbox.username, credentials),
-      tls: await tlsOptionsFor(mailbox),
-      logger: false,
-      connectionTimeout: mailbox.timeouts.connectMs,
-      greetingTimeout: mailbox.timeouts.connectMs,
+      ...imapClientOptions(mailbox, credentials, await tlsOptionsFor(mailbox)),
       socketTimeout: Math.max(mailbox.timeouts.commandMs, WATCHER_SOCKET_TIMEOUT_MS),
       // IDLE is started explicitly below, once the folder is open.
-      disableAutoIdle: true,
       maxIdleTime: IDLE_RESTART_MS,
     });
     this.client = client;

@@ -1,10 +1,11 @@
+import { imapClientOptions } from './imap-options.js';
 import type { ImapFlow } from 'imapflow';
-import { asCredentials, chooseImapMechanism, imapAuth, type Credentials } from '../auth/login.js';
+import { asCredentials, chooseImapMechanism, type Credentials } from '../auth/login.js';
 import type { MailboxConfig } from '../config/types.js';
 import { MailpollError, ProtocolError } from '../errors.js';
 import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
 import type { Candidate, Cursor, Fetched, Listing, MailSession, MailSource } from './mail-source.js';
-import { classifyNetworkError, tlsOptionsFor } from './tls-options.js';
+import { tlsOptionsFor } from './tls-options.js';
 
 /** Acknowledgements go out in chunks so no command line grows past what servers accept. */
 const ACK_CHUNK = 500;
@@ -19,20 +20,7 @@ export function imapSource(mailbox: MailboxConfig, password: string | Credential
     async open(): Promise<MailSession> {
       const { ImapFlow } = await import('imapflow');
       const tls = await tlsOptionsFor(mailbox);
-      const client = new ImapFlow({
-        host: mailbox.host,
-        port: mailbox.port,
-        secure: mailbox.tls.mode === 'implicit',
-        // true: STARTTLS is required and its absence is an error, never a silent plaintext session.
-        doSTARTTLS: mailbox.tls.mode === 'starttls' ? true : mailbox.tls.mode === 'none' ? false : undefined,
-        auth: imapAuth(mailbox.username, credentials),
-        tls,
-        logger: false,
-        connectionTimeout: mailbox.timeouts.connectMs,
-        greetingTimeout: mailbox.timeouts.connectMs,
-        socketTimeout: mailbox.timeouts.commandMs,
-        disableAutoIdle: true,
-      });
+      const client = new ImapFlow(imapClientOptions(mailbox, credentials, tls));
       // imapflow emits 'error' on socket failures; unhandled it would crash the whole run.
       let socketError: unknown;
       client.on('error', (err: unknown) => {

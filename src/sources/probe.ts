@@ -1,3 +1,4 @@
+import { imapClientOptions } from './imap-options.js';
 /**
  * `mailpoll test`: osTicket's "Fetch Now" check. Connects to one mailbox, reports the TLS session
  * and the server certificate, logs in, opens the folder and counts, and changes nothing: IMAP opens
@@ -8,12 +9,12 @@
  */
 import { TLSSocket, type PeerCertificate } from 'node:tls';
 import type { ImapFlow } from 'imapflow';
-import { asCredentials, chooseImapMechanism, imapAuth, pop3Login, type Credentials } from '../auth/login.js';
+import { asCredentials, chooseImapMechanism, pop3Login, type Credentials } from '../auth/login.js';
 import type { MailboxConfig, Protocol, TlsMode } from '../config/types.js';
 import { MailpollError, ProtocolError, type ErrorCode } from '../errors.js';
 import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
 import { Pop3Client, type TlsSessionInfo } from './pop3/client.js';
-import { classifyNetworkError, tlsOptionsFor } from './tls-options.js';
+import { tlsOptionsFor } from './tls-options.js';
 
 /** The steps of a probe, in order; a failed probe names the one that failed. */
 export type ProbeStep = 'secret' | 'connect' | 'login' | 'folder' | 'count' | 'logout';
@@ -175,18 +176,8 @@ async function probeImap(mailbox: MailboxConfig, password: string | Credentials,
     }
   };
   const client: ImapFlow = new ImapFlow({
-    host: mailbox.host,
-    port: mailbox.port,
-    secure: mailbox.tls.mode === 'implicit',
-    // true: STARTTLS is required and its absence is an error, never a silent plaintext session.
-    doSTARTTLS: mailbox.tls.mode === 'starttls' ? true : mailbox.tls.mode === 'none' ? false : undefined,
-    auth: imapAuth(mailbox.username, asCredentials(password)),
-    tls,
+    ...imapClientOptions(mailbox, asCredentials(password), tls),
     logger: { debug: () => {}, info: captureTls, warn: () => {}, error: () => {}, fatal: () => {} },
-    connectionTimeout: mailbox.timeouts.connectMs,
-    greetingTimeout: mailbox.timeouts.connectMs,
-    socketTimeout: mailbox.timeouts.commandMs,
-    disableAutoIdle: true,
   });
   // imapflow emits 'error' on socket failures; unhandled it would crash the whole run.
   client.on('error', () => {});
