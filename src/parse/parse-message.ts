@@ -79,11 +79,22 @@ function addresses(value: AddressObject | AddressObject[] | undefined): Address[
 
 function toAttachment(a: Attachment): ParsedAttachment {
   return {
-    filename: a.filename,
+    filename: a.filename ?? defaultName(a),
     contentType: a.contentType,
     size: a.content.length,
     contentId: stripAngles(a.contentId),
     inline: a.contentDisposition === 'inline' || a.related === true,
     content: a.content,
   };
+}
+
+/**
+ * A forwarded message (message/rfc822, RFC 2046 section 5.2.1) is kept as an attachment that opens
+ * as a mail: it gets a `.eml` name from its subject when the sender gave it none.
+ */
+function defaultName(a: Attachment): string | undefined {
+  if (a.contentType !== 'message/rfc822' && a.contentType !== 'message/global') return undefined;
+  const subject = /^subject:[ \t]*(.*)$/im.exec(a.content.subarray(0, 16 * 1024).toString('latin1'))?.[1]?.trim();
+  const stem = (subject ?? '').replace(/[^\p{L}\p{N} ._-]+/gu, '').trim().slice(0, 80);
+  return `${stem || 'forwarded message'}.eml`;
 }

@@ -21,3 +21,21 @@ describe('encoded-words mailparser gets wrong', () => {
     expect(decodeEncodedWords('=?x-unknown?Q?caf=E9?=')).toBe('café');
   });
 });
+
+describe('attachments', () => {
+  it('keeps a forwarded message as a .eml attachment and winmail.dat as it is', async () => {
+    const raw = Buffer.from([
+      'From: a@b.c', 'Subject: fwd', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary=x', '',
+      '--x', 'Content-Type: text/plain', '', 'see below', '--x', 'Content-Type: message/rfc822', '',
+      'From: c@d.e', 'Subject: Quarterly numbers', '', 'inner body', '--x',
+      'Content-Type: application/ms-tnef; name="winmail.dat"', 'Content-Transfer-Encoding: base64',
+      'Content-Disposition: attachment; filename="winmail.dat"', '', 'eJ8+IgAAAQaQCAAEAAAAAAABAAEAAQeQBgAIAAAA5AQAAAAAAADoAAENgAQAAgAAAAIAAgABBJAGAAg=', '--x--', '',
+    ].join('\r\n'));
+    const { attachments } = await parseMessage(raw);
+    expect(attachments.map((a) => [a.filename, a.contentType])).toEqual([
+      ['Quarterly numbers.eml', 'message/rfc822'],
+      ['winmail.dat', 'application/ms-tnef'],
+    ]);
+    expect(attachments[0]?.content.toString()).toContain('inner body');
+  });
+});
