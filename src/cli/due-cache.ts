@@ -22,6 +22,8 @@ interface DueNote {
   database: string;
   /** The earliest moment any mailbox is due (slack included), ISO 8601. */
   dueAt: string;
+  /** When the note was written: a database written since (a daemon, a trigger) voids it. */
+  writtenAtMs: number;
 }
 
 export function dueNotePath(configFile: string): string {
@@ -49,7 +51,9 @@ export function nothingDueFastPath(argv: readonly string[], env: NodeJS.ProcessE
     const stat = statSync(file);
     if (note.v !== 1 || note.config !== file || note.configMtimeMs !== stat.mtimeMs || note.configSize !== stat.size) return undefined;
     if (!(now < Date.parse(note.dueAt))) return undefined;
-    statSync(note.database); // a database deleted or moved means everything may be due
+    // A database deleted or moved means everything may be due; one written since the note (by a
+    // daemon poll, an HTTP trigger, another run) may have moved a due time earlier.
+    if (lastWrite(note.database) > note.writtenAtMs) return undefined;
   } catch {
     return undefined;
   }
@@ -63,12 +67,25 @@ export function writeDueNote(configFile: string, database: string, dueAt: Date |
   if (dueAt === undefined) return;
   try {
     const stat = statSync(configFile);
-    const note: DueNote = { v: 1, config: configFile, configMtimeMs: stat.mtimeMs, configSize: stat.size, database, dueAt: dueAt.toISOString() };
+    const note: DueNote = {
+      v: 1, config: configFile, configMtimeMs: stat.mtimeMs, configSize: stat.size, database, dueAt: dueAt.toISOString(),
+      writtenAtMs: Math.max(Date.now(), lastWrite(database)),
+    };
     const path = dueNotePath(configFile);
     const tmp = `${path}.${process.pid}`;
     writeFileSync(tmp, JSON.stringify(note), { mode: 0o600 });
     renameSync(tmp, path);
   } catch {
     // Only an optimisation: the next tick takes the normal path.
+  }
+}
+
+/** The latest modification of the database or its write-ahead log; throws when the database is gone. */
+function lastWrite(database: string): number {
+  const main = statSync(database).mtimeMs;
+  try {
+    return Math.max(main, statSync(`${database}-wal`).mtimeMs);
+  } catch {
+    return main;
   }
 }

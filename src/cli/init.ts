@@ -25,11 +25,16 @@ export async function initCommand(opts: InitCommandOptions): Promise<number> {
   }
   const passwordName = `${basename(file, extname(file)) || 'mailpoll'}.password`;
   const passwordFile = join(dirname(file), passwordName);
-  mkdirSync(dirname(file), { recursive: true });
-  // 'wx' unless forced: two inits racing never overwrite each other either.
-  writeFileSync(file, starterConfig(passwordName), { mode: 0o600, flag: opts.force ? 'w' : 'wx' });
-  // An existing file keeps its mode on 'w': tighten it, it may get a password.
-  chmodSync(file, 0o600);
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    // 'wx' unless forced: two inits racing never overwrite each other either.
+    writeFileSync(file, starterConfig(passwordName), { mode: 0o600, flag: opts.force ? 'w' : 'wx' });
+    // An existing file keeps its mode on 'w': tighten it, it may get a password.
+    chmodSync(file, 0o600);
+  } catch (err) {
+    process.stderr.write(`mailpoll: cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}\n`);
+    return EXIT.FAILED;
+  }
   const lines = [`wrote ${file} (mode 0600)`];
   if (existsSync(passwordFile)) {
     lines.push(`kept ${passwordFile} as it is (it exists already)`);

@@ -22,7 +22,7 @@ export async function resolveSecret(ref: SecretRef, mailbox: string, env: NodeJS
         // The first line: a trailing newline or a comment line after it never becomes part of it.
         return (await readFile(ref.path, 'utf8')).split(/\r?\n/)[0] ?? '';
       } catch (cause) {
-        throw new SecretError(`cannot read passwordFile ${ref.path}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { mailbox, cause });
+        throw new SecretError(`cannot read ${ref.path}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { mailbox, cause });
       }
     case 'command':
       return trimNewline(await runCommand(ref.command, mailbox));
@@ -36,9 +36,9 @@ function runCommand(command: string, mailbox: string): Promise<string> {
       // The command's output may be the secret itself: it never goes into the message.
       if (err) {
         const why = err.killed ? 'timed out after 30 s' : `exited with code ${String(err.code ?? 'unknown')}`;
-        reject(new SecretError(`passwordCommand ${why}`, { mailbox }));
+        reject(new SecretError(`the command ${why}`, { mailbox }));
       } else if (stdout.trim() === '') {
-        reject(new SecretError('passwordCommand printed nothing', { mailbox }));
+        reject(new SecretError('the command printed nothing', { mailbox }));
       } else {
         resolveOut(stdout);
       }

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,8 +17,12 @@ export function openDatabase(file: string): Db {
   const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
   let db: Db;
   try {
+    const created = file !== ':memory:' && !existsSync(file);
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     db = new Database(file);
+    // It holds every mail and cached OAuth2 tokens: owner only, whatever the umask. SQLite gives
+    // the -wal and -shm files the mode of the database file.
+    if (created) chmodSync(file, 0o600);
     db.pragma('busy_timeout = 10000');
     // Mail is stored whole (raw bytes, attachments): larger pages mean a quarter of the page writes
     // for the same bytes. Takes effect only when the file is created, before WAL is switched on.

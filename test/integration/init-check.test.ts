@@ -87,8 +87,8 @@ describe('mailpoll check', () => {
     const run = await runMailpoll(['check', '--config', file], { MAILPOLL_TEST_SET_VAR: 'value-of-the-set-var' });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(`${file}:${lineOf(text, 'MAILPOLL_TEST_UNSET_VAR')}:5: mailboxes[0].password: environment variable MAILPOLL_TEST_UNSET_VAR is not set`);
-    expect(run.stderr).toContain(`${file}:${lineOf(text, 'no-such.password')}:5: mailboxes[2].passwordFile: cannot read passwordFile ${join(dir, 'no-such.password')}: ENOENT`);
-    expect(run.stderr).toContain(`${file}:${lineOf(text, 'exit 3')}:5: mailboxes[3].passwordCommand: passwordCommand exited with code 3`);
+    expect(run.stderr).toContain(`${file}:${lineOf(text, 'no-such.password')}:5: mailboxes[2].passwordFile: cannot read ${join(dir, 'no-such.password')}: ENOENT`);
+    expect(run.stderr).toContain(`${file}:${lineOf(text, 'exit 3')}:5: mailboxes[3].passwordCommand: the command exited with code 3`);
     expect(run.stderr).toContain('3 of 5 password sources cannot be resolved');
     // Resolved ones are shown masked, by length.
     expect(run.stdout).toContain('password: ${MAILPOLL_TEST_SET_VAR} (set, 20 chars)');

@@ -39,6 +39,15 @@ describe('the nothing-due fast path', () => {
     expect(nothingDueFastPath(['fetch', '--config', config], {}, now)).toBeUndefined();
   });
 
+  it('takes the normal path once the database was written after the note (a daemon poll, a trigger)', () => {
+    const { config, db } = setup();
+    const now = Date.now();
+    writeDueNote(config, db, new Date(now + 60_000));
+    expect(nothingDueFastPath(['fetch', '--config', config], {}, now)).toBe(0);
+    utimesSync(db, new Date(), new Date(Date.now() + 2_000));
+    expect(nothingDueFastPath(['fetch', '--config', config], {}, now)).toBeUndefined();
+  });
+
   it('writes no note when something is due now', () => {
     const { config, db } = setup();
     writeDueNote(config, db, undefined);
