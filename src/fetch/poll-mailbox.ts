@@ -135,7 +135,9 @@ function withinBytes(todo: readonly Candidate[], cap: number): Candidate[] {
 async function runSession(mailbox: MailboxConfig, session: MailSession, deps: PollDeps, summary: MailboxSummary, log: Logger): Promise<void> {
   const { store } = deps;
   const name = mailbox.name;
-  const listing = await session.list(mailbox.protocol === 'imap' ? store.cursor(name) : null);
+  let known: ReadonlySet<string> | undefined;
+  const knownOf = (ids: readonly string[]) => (known ??= store.knownServerIds(name, ids));
+  const listing = await session.list(mailbox.protocol === 'imap' ? store.cursor(name) : null, knownOf);
   const needsAck = mailbox.after !== 'keep';
   // POP3 applies DELE only at a clean QUIT (RFC 1939 section 6): those are marked after close().
   const deferred: string[] = [];
@@ -157,8 +159,7 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     await acknowledge(plan.ack);
   }
 
-  const known = store.knownServerIds(name, listing.candidates.map((c) => c.serverId));
-  const selected = selectNew(listing.candidates, known, mailbox.maxMessages);
+  const selected = selectNew(listing.candidates, knownOf(listing.candidates.map((c) => c.serverId)), mailbox.maxMessages);
   summary.listed = selected.fresh;
   const todo = withinBytes(selected.todo, mailbox.maxBytes);
   if (selected.fresh > todo.length) log.info({ fresh: selected.fresh, taking: todo.length }, 'more new mail than maxMessages/maxBytes allow in one run; the rest comes next run');

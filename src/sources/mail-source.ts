@@ -36,8 +36,12 @@ export interface Listing {
 export type Fetched = { candidate: Candidate; raw: Buffer; error?: undefined } | { candidate: Candidate; raw?: undefined; error: Error };
 
 export interface MailSession {
-  /** Lists the candidates; IMAP lists only UIDs above the cursor when its UIDVALIDITY matches. */
-  list(cursor: Cursor | null): Promise<Listing>;
+  /**
+   * Lists the candidates; IMAP lists only UIDs above the cursor when its UIDVALIDITY matches.
+   * `known` tells which server ids are stored already, so a source can skip work for them (POP3
+   * asks sizes only of new messages); every candidate is still listed.
+   */
+  list(cursor: Cursor | null, known?: (serverIds: readonly string[]) => ReadonlySet<string>): Promise<Listing>;
   /**
    * The raw bytes of each candidate exactly as the server served them, yielded as they arrive, in
    * one server command where the protocol allows (IMAP UID FETCH of the whole set). A message the

@@ -65,6 +65,15 @@ describe('after: what happens on the server once a message is stored', () => {
     expect(JSON.parse(again.stdout).mailboxes[0]).toMatchObject({ fetched: 0, stored: 0 });
   });
 
+  it('POP3 keep asks sizes only of new mail, and still sees a new oversize message as such', async () => {
+    const { user, config, db } = await fetchWith(POP3, { maxMessageBytes: 10_000 });
+    await server.deliver(user.user, plainMessage({ subject: 'new small' }));
+    await server.deliver(user.user, plainMessage({ subject: 'new big' }, 'b'.repeat(20_000) + '\r\n'));
+    const again = await runMailpoll(['fetch', '--now', '--config', config, '--json']);
+    expect(JSON.parse(again.stdout).mailboxes[0]).toMatchObject({ fetched: 1, stored: 1, oversize: 1 });
+    expect(query<{ subject: string }>(db, "SELECT subject FROM messages WHERE subject LIKE 'new%'")).toEqual([{ subject: 'new small' }]);
+  });
+
   it('POP3 delete removes them at QUIT', async () => {
     const { inbox, owed } = await fetchWith(POP3, { after: 'delete' });
     expect(inbox).toHaveLength(0);

@@ -245,6 +245,16 @@ export class Pop3Client {
     }, (msg) => this.protocolError(msg));
   }
 
+  /** LIST n: the size of one message (RFC 1939 section 5), a single-line answer "+OK n size". */
+  async listOne(messageNumber: number): Promise<number> {
+    assertMessageNumber(messageNumber);
+    const label = `LIST ${messageNumber}`;
+    const r = this.expectOk(await this.command(label, label, SINGLE), label);
+    const size = /^\d+\s+(\d+)/.exec(r.text)?.[1];
+    if (size === undefined) throw this.protocolError(`unreadable answer to ${label}: ${r.text}`);
+    return Number(size);
+  }
+
   /**
    * RETR: the message's bytes, un-stuffed, exactly as served. A message over `maxBytes` is read to
    * its end and dropped (the session stays usable) and the call rejects with ProtocolError.

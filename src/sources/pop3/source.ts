@@ -10,6 +10,9 @@ import { ProtocolError } from '../../errors.js';
 import type { Candidate, Cursor, Fetched, Listing, MailSession, MailSource } from '../mail-source.js';
 import { assertTransportAllowed, Pop3Client, type ListEntry, type UidlEntry } from './client.js';
 
+/** Up to this many new messages get one `LIST n` each instead of a LIST of the whole maildrop. */
+const FEW_NEW = 20;
+
 /** The part of a logger this source uses. */
 export interface WarnLogger {
   warn(obj: object, msg?: string): void;
@@ -49,12 +52,27 @@ class Pop3Session implements MailSession {
   ) {}
 
   /** POP3 has no cursor: every session lists the whole maildrop; the cursor is ignored. */
-  async list(_cursor: Cursor | null): Promise<Listing> {
+  async list(_cursor: Cursor | null, known?: (serverIds: readonly string[]) => ReadonlySet<string>): Promise<Listing> {
     const uidls = await this.uidlOrExplain();
-    const sizes = await this.client.list();
+    const sizes = await this.sizesOf(uidls, known);
     const { candidates, numbers } = joinListing(uidls, sizes, (obj, msg) => this.log?.warn({ mailbox: this.mailbox.name, ...obj }, msg));
     this.numbers = numbers;
     return { uidValidity: '', candidates };
+  }
+
+  /**
+   * Sizes from LIST. A mailbox that keeps its mail holds mostly messages stored long ago, whose
+   * sizes nobody needs: with few new ones each is asked with `LIST n` (RFC 1939 section 5), and
+   * the known ones are listed with size 0 (a size is only read for messages still to fetch).
+   */
+  private async sizesOf(uidls: readonly UidlEntry[], known?: (serverIds: readonly string[]) => ReadonlySet<string>): Promise<ListEntry[]> {
+    if (known === undefined) return this.client.list();
+    const stored = known(uidls.map((u) => u.uid));
+    const fresh = uidls.filter((u) => !stored.has(u.uid));
+    if (fresh.length > FEW_NEW) return this.client.list();
+    const sizes = new Map<number, number>();
+    for (const u of fresh) sizes.set(u.number, await this.client.listOne(u.number));
+    return uidls.map((u) => ({ number: u.number, size: sizes.get(u.number) ?? 0 }));
   }
 
   async *stream(candidates: readonly Candidate[], maxBytes: number): AsyncIterable<Fetched> {
