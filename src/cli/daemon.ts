@@ -1,3 +1,4 @@
+import { createAnalyser } from '../parse/analyse-pool.js';
 import { constants } from 'node:os';
 import { configPath, loadConfig } from '../config/load.js';
 import { runDaemon } from '../daemon/daemon.js';
@@ -54,22 +55,26 @@ export async function daemonCommand(opts: DaemonCommandOptions): Promise<number>
   process.on('SIGINT', onSignal);
   const pinger = config.pings === undefined ? undefined : new DaemonPinger({ ...config, pings: config.pings }, db, log);
   let http: HttpServer | undefined;
+  // One parser worker pool for the daemon's whole life, shared by its polls and triggered fetches.
+  const analyser = createAnalyser();
   try {
     if (listen !== undefined && apiKey !== undefined) {
       http = await startHttpServer({
-        listen, config, db, log, apiKey, concurrency: opts.concurrency, rules: storeRules(config), signal: controller.signal,
+        listen, config, db, log, apiKey, concurrency: opts.concurrency, rules: storeRules(config), signal: controller.signal, analyser,
         onRun: (summaries) => pinger?.afterRun(summaries),
       });
     }
     await runDaemon(config, db, log, {
       concurrency: opts.concurrency,
       signal: controller.signal,
+      analyser,
       onPoll: pinger === undefined ? undefined : (summary) => pinger.afterRun([summary]),
     });
   } finally {
     controller.abort();
     await http?.close(); // a triggered fetch in flight finishes its message in hand first
     await pinger?.settle(); // each bounded by the ping timeout
+    await analyser.close();
     db.close();
     log.info('database closed; daemon stopped');
     process.off('SIGTERM', onSignal);

@@ -1,3 +1,4 @@
+import type { Analyser } from '../parse/analyse-pool.js';
 import type { Config, MailboxConfig } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { runFetch, storeRules } from '../fetch/run-fetch.js';
@@ -23,6 +24,8 @@ export interface DaemonOptions {
   owner?: string;
   /** Called after each poll that ran (not one skipped for a lease held elsewhere): the dead-man ping. */
   onPoll?: (summary: MailboxSummary) => void;
+  /** Where messages are parsed; shared across polls. */
+  analyser?: Analyser;
 }
 
 /**
@@ -45,7 +48,7 @@ export async function runDaemon(config: Config, db: Db, log: Logger, options: Da
     const name = mailbox.name;
     log.info({ mailbox: name, reason }, reason === 'woken' ? 'polling: new mail waiting' : 'polling: due');
     try {
-      const [summary] = await runFetch([mailbox], db, { concurrency: 1, signal, owner: options.owner, rules }, log);
+      const [summary] = await runFetch([mailbox], db, { concurrency: 1, signal, owner: options.owner, rules, analyser: options.analyser }, log);
       if (summary?.skipped !== undefined) {
         // runFetch logged who holds it. A woken mailbox stays woken: the new mail is still waiting.
         holdUntil.set(name, Date.now() + LEASE_RETRY_MS);

@@ -1,3 +1,4 @@
+import type { Analyser } from '../parse/analyse-pool.js';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
 import { resolveSecret } from '../config/secrets.js';
@@ -36,6 +37,8 @@ export interface HttpServerOptions {
   /** Mailboxes a triggered fetch polls at once (the daemon's --concurrency). */
   concurrency: number;
   rules: StoreRules;
+  /** Where messages are parsed; the daemon's shared pool. */
+  analyser?: Analyser;
   /** The daemon's shutdown: no new request is accepted, a fetch in flight finishes its message in hand. */
   signal: AbortSignal;
   /** Called after each triggered run that polled something (the dead-man ping). */
@@ -203,7 +206,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     }, LEASE_TTL_MS / 4);
     let summaries: MailboxSummary[];
     try {
-      summaries = await runFetch(due, db, { concurrency: options.concurrency, signal, owner, rules: options.rules }, log);
+      summaries = await runFetch(due, db, { concurrency: options.concurrency, signal, owner, rules: options.rules, analyser: options.analyser }, log);
     } finally {
       clearInterval(renew);
       for (const name of held) releaseLease(db, name, owner);
