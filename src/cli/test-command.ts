@@ -98,7 +98,7 @@ function scrubResult(r: ProbeResult): ProbeResult {
 }
 
 const STEP_LABEL: Record<ProbeStep, string> = {
-  secret: 'password',
+  secret: 'credentials',
   connect: 'connect',
   login: 'login',
   folder: 'folder',
