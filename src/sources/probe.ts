@@ -13,7 +13,7 @@ import { asCredentials, chooseImapMechanism, pop3Login, type Credentials } from 
 import type { MailboxConfig, Protocol, TlsMode } from '../config/types.js';
 import { MailpollError, ProtocolError, type ErrorCode } from '../errors.js';
 import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
-import { Pop3Client, type TlsSessionInfo } from './pop3/client.js';
+import { Pop3Client, socketTlsInfo, type TlsSessionInfo } from './pop3/client.js';
 import { tlsOptionsFor } from './tls-options.js';
 
 /** The steps of a probe, in order; a failed probe names the one that failed. */
@@ -262,16 +262,6 @@ async function probePop3(mailbox: MailboxConfig, password: string | Credentials,
 }
 
 // ---- TLS -------------------------------------------------------------------------------------
-
-function socketTlsInfo(socket: TLSSocket): TlsSessionInfo {
-  const certificate = socket.getPeerCertificate();
-  return {
-    protocol: socket.getProtocol(),
-    cipher: socket.getCipher(),
-    certificate: certificate === null || Object.keys(certificate).length === 0 ? undefined : certificate,
-    authorized: socket.authorized,
-  };
-}
 
 /** The TLS session in plain words; `now` is the reference for the days until expiry. */
 export function tlsReport(info: TlsSessionInfo, now: Date): TlsReport {

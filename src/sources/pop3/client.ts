@@ -154,13 +154,7 @@ export class Pop3Client {
   tlsInfo(): TlsSessionInfo | undefined {
     const socket = this.socket;
     if (!this.tls || !(socket instanceof TLSSocket)) return undefined;
-    const certificate = socket.getPeerCertificate();
-    return {
-      protocol: socket.getProtocol(),
-      cipher: socket.getCipher(),
-      certificate: certificate === null || Object.keys(certificate).length === 0 ? undefined : certificate,
-      authorized: socket.authorized,
-    };
+    return socketTlsInfo(socket);
   }
 
   /**
@@ -599,4 +593,15 @@ function redact(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const s of secrets) if (s !== '') out = out.split(s).join('[redacted]');
   return out;
+}
+
+/** What `mailpoll test` shows of a TLS session: protocol, cipher, the server's certificate. */
+export function socketTlsInfo(socket: TLSSocket): TlsSessionInfo {
+  const certificate = socket.getPeerCertificate();
+  return {
+    protocol: socket.getProtocol(),
+    cipher: socket.getCipher(),
+    certificate: certificate === null || Object.keys(certificate).length === 0 ? undefined : certificate,
+    authorized: socket.authorized,
+  };
 }
