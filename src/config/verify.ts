@@ -209,7 +209,9 @@ export function maskedConfig(config: Config, checks: readonly SecretCheck[]): Re
     const out: Record<string, unknown> = {};
     for (const [key, v] of Object.entries(value)) {
       if (v === undefined) continue;
-      if (typeof v === 'number' && /.Ms$/.test(key)) out[key.slice(0, -2)] = formatDuration(v);
+      // A dead-man ping URL carries its check's secret id in the path: only the host is shown.
+      if ((key === 'successUrl' || key === 'failureUrl') && typeof v === 'string') out[key] = maskUrl(v);
+      else if (typeof v === 'number' && /.Ms$/.test(key)) out[key.slice(0, -2)] = formatDuration(v);
       else if (typeof v === 'number' && /Bytes$/.test(key)) out[key] = formatSize(v);
       else out[key] = walk(v);
     }
@@ -238,4 +240,12 @@ export function formatSize(bytes: number): string {
     if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
   }
   return String(bytes);
+}
+
+function maskUrl(href: string): string {
+  try {
+    return `${new URL(href).origin}/***`;
+  } catch {
+    return '***';
+  }
 }

@@ -122,6 +122,14 @@ describe('masking', () => {
     expect((maskedConfig(cfg, []).mailboxes as unknown[])[0]).toMatchObject({ password: 'pre-${A}-${B}-${C}', every: '5m', maxMessageBytes: '50MB', timeouts: { connect: '30s', command: '2m' } });
   });
 
+  it('shows only the host of a dead-man ping URL, whose path is the check\'s secret id', () => {
+    const cfg = parseConfig(OWN, FILE);
+    const pinged = { ...cfg, pings: { successUrl: 'https://hc-ping.com/0f3e9b1c-secret-uuid', failureUrl: 'https://hc-ping.com/0f3e9b1c-secret-uuid/fail', timeoutMs: 5000 } };
+    const shown = JSON.stringify(maskedConfig(pinged, []));
+    expect(shown).not.toContain('secret-uuid');
+    expect(maskedConfig(pinged, [])).toMatchObject({ pings: { successUrl: 'https://hc-ping.com/***', failureUrl: 'https://hc-ping.com/***', timeout: '5s' } });
+  });
+
   it('writes durations and sizes the way the config does', () => {
     expect([formatDuration(300_000), formatDuration(90_000), formatDuration(1500), formatDuration(86_400_000)]).toEqual(['5m', '90s', '1500ms', '1d']);
     expect([formatSize(50 * 1024 * 1024), formatSize(1536), formatSize(1000)]).toEqual(['50MB', '1536', '1000']);
