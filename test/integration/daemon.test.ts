@@ -1,10 +1,10 @@
-import type { ChildProcess } from 'node:child_process';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { plainMessage, uniqueId } from '../fixtures/messages.js';
 import { startDovecot, type DovecotServer } from '../support/dovecot.js';
-import { query, runMailpoll, spawnMailpoll, tempDir, writeConfig } from '../support/mailpoll.js';
+import { DaemonProcess, sleep, waitFor } from '../support/daemon-process.js';
+import { query, runMailpoll, tempDir, writeConfig } from '../support/mailpoll.js';
 import { mailboxEntry, newUser, type Variant } from '../support/scenario.js';
 
 /**
@@ -17,13 +17,11 @@ beforeAll(async () => {
   server = await startDovecot();
 });
 
-/** Every daemon started here; none may outlive its test, even a failing one. */
-const daemons = new Set<Daemon>();
 afterEach(async () => {
-  await Promise.all([...daemons].map((d) => d.kill()));
+  await DaemonProcess.killAll();
 });
 afterAll(async () => {
-  await Promise.all([...daemons].map((d) => d.kill()));
+  await DaemonProcess.killAll();
   await server?.stop();
 });
 
@@ -31,70 +29,6 @@ const IMAPS: Variant = { protocol: 'imap', tls: 'implicit' };
 const POP3S: Variant = { protocol: 'pop3', tls: 'implicit' };
 /** Enough mail that a SIGTERM after the first commits lands mid-run, however fast the pipeline. */
 const MANY = 2000;
-
-interface LogLine {
-  msg: string;
-  level: number;
-  mailbox?: string;
-  [key: string]: unknown;
-}
-
-class Daemon {
-  readonly child: ChildProcess;
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
-  constructor(config: string, args: string[] = []) {
-    this.child = spawnMailpoll(['daemon', '--config', config, ...args]);
-    this.child.stdout?.resume();
-    this.child.stderr?.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })));
-    void this.exited.then(() => daemons.delete(this));
-    daemons.add(this);
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** The JSON log lines written so far. */
-  logs(): LogLine[] {
-    return this.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as LogLine);
-  }
-
-  count(msg: string | RegExp): number {
-    return this.logs().filter((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg))).length;
-  }
-
-  /** SIGTERM, then how it ended and how long that took. */
-  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
-    const started = Date.now();
-    this.child.kill('SIGTERM');
-    const result = await Promise.race([this.exited, sleep(30_000).then(() => undefined)]);
-    if (result === undefined) throw new Error(`the daemon did not exit within 30 s of SIGTERM\n${this.stderr}`);
-    return { ...result, ms: Date.now() - started };
-  }
-
-  async kill(): Promise<void> {
-    if (this.running) this.child.kill('SIGKILL');
-    await this.exited;
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, daemon?: Daemon): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - started;
-    if (daemon !== undefined && !daemon.running) throw new Error(`the daemon exited while waiting for ${what}\n${daemon.stderr}`);
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${daemon ? `\n${daemon.stderr}` : ''}`);
-    await sleep(20);
-  }
-}
 
 function safeQuery<T>(db: string, sql: string, ...params: unknown[]): T[] {
   try {
@@ -128,7 +62,7 @@ function assertExactlyOnce(db: string, delivered: readonly string[]): void {
 }
 
 /** The daemon's first poll is done and its IDLE watcher sits in IDLE with the catch-up poll behind it. */
-async function awaitIdleReady(daemon: Daemon, db: string, mailbox: string): Promise<void> {
+async function awaitIdleReady(daemon: DaemonProcess, db: string, mailbox: string): Promise<void> {
   await waitFor('the first poll', () => polledOnce(db, mailbox), 20_000, daemon);
   await waitFor('the IDLE watcher', () => daemon.count('IDLE watcher waiting for new mail') >= 1, 20_000, daemon);
   // Once connected, the watcher asks for a catch-up poll (mail may have come between the first
@@ -201,7 +135,7 @@ describe('IMAP IDLE', () => {
     const db = join(dir, 'mailpoll.db');
     const entry = mailboxEntry(server, IMAPS, user, { idle: true, every: '1h' });
     const config = writeConfig(dir, { database: db, mailboxes: [entry] });
-    const daemon = new Daemon(config);
+    const daemon = DaemonProcess.spawn(config);
     await awaitIdleReady(daemon, db, entry.name as string);
     expect(countStored(db)).toBe(0);
 
@@ -229,7 +163,7 @@ describe.each<Variant>([IMAPS, POP3S])('SIGTERM mid-run over $protocol with afte
     });
     expect(await server.listMaildir(user.user)).toHaveLength(MANY);
 
-    const daemon = new Daemon(config);
+    const daemon = DaemonProcess.spawn(config);
     await waitFor('20 messages stored', () => countStored(db) >= 20, 60_000, daemon);
     const stop = await daemon.stop();
     expect(stop.code, daemon.stderr).toBe(0);
@@ -268,7 +202,7 @@ describe('a Dovecot restart', () => {
       // Through the relay on 127.0.0.1 (the certificate names it too, so TLS still verifies).
       const entry = mailboxEntry(server, IMAPS, user, { idle: true, every: '1h', host: '127.0.0.1', port: relay.port });
       const config = writeConfig(dir, { database: db, mailboxes: [entry] });
-      const daemon = new Daemon(config);
+      const daemon = DaemonProcess.spawn(config);
       await awaitIdleReady(daemon, db, entry.name as string);
 
       // What a client sees of `systemctl restart dovecot`: its sessions end, the port refuses
@@ -315,7 +249,7 @@ describe('a daemon beside a cron fetch on one database', () => {
     const db = join(dir, 'mailpoll.db');
     const config = writeConfig(dir, { database: db, mailboxes: entries });
 
-    const daemon = new Daemon(config);
+    const daemon = DaemonProcess.spawn(config);
     await waitFor('the daemon to start storing', () => countStored(db) >= 1, 30_000, daemon);
     // Two cron runs while the daemon works, and more mail arriving meanwhile.
     const [first, , more] = await Promise.all([

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { plainMessage, uniqueId } from '../fixtures/messages.js';
 import { startDovecot, type DovecotServer } from '../support/dovecot.js';
-import { HttpDaemon, waitFor } from '../support/http-daemon.js';
+import { HttpDaemon, waitFor } from '../support/daemon-process.js';
 import { query, runMailpoll, spawnMailpoll, tempDir, writeConfig } from '../support/mailpoll.js';
 import { mailboxEntry, newUser, type Variant } from '../support/scenario.js';
 

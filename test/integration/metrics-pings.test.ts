@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { plainMessage, uniqueId } from '../fixtures/messages.js';
 import { startDovecot, type DovecotServer } from '../support/dovecot.js';
-import { HttpDaemon, waitFor } from '../support/http-daemon.js';
+import { HttpDaemon, waitFor } from '../support/daemon-process.js';
 import { BIN, query, runMailpoll, tempDir, writeConfig } from '../support/mailpoll.js';
 import { parsePrometheusText, sampleValue, type ParsedFamily } from '../support/prometheus-text.js';
 import { mailboxEntry, newUser, type Variant } from '../support/scenario.js';

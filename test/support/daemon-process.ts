@@ -3,8 +3,9 @@ import { request } from 'node:http';
 import { spawnMailpoll } from './mailpoll.js';
 
 /**
- * `mailpoll daemon --listen 127.0.0.1:0` as a real child process, and plain HTTP requests to it
- * (node:http without an agent, so every header sent is one the test chose). Requires `npm run build`.
+ * `mailpoll daemon` as a real child process, optionally with `--listen 127.0.0.1:0` and plain HTTP
+ * requests to it (node:http without an agent, so every header sent is one the test chose).
+ * Requires `npm run build`.
  */
 export interface LogLine {
   msg: string;
@@ -19,20 +20,64 @@ export interface HttpAnswer {
   json<T = Record<string, unknown>>(): T;
 }
 
-const running = new Set<HttpDaemon>();
+const running = new Set<DaemonProcess>();
 
-export class HttpDaemon {
+/** `mailpoll daemon` as a child process: its JSON log lines, a clean stop, a kill. */
+export class DaemonProcess {
   stderr = '';
-  port = 0;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  private constructor(readonly child: ChildProcess) {
+  protected constructor(readonly child: ChildProcess) {
     child.stdout?.resume();
     child.stderr?.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
     running.add(this);
     void this.exited.then(() => running.delete(this));
   }
+
+  static spawn(config: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): DaemonProcess {
+    return new DaemonProcess(spawnMailpoll(['daemon', '--config', config, ...args], env));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** The JSON log lines written so far. */
+  logs(): LogLine[] {
+    return this.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as LogLine);
+  }
+
+  count(msg: string | RegExp): number {
+    return this.logs().filter((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg))).length;
+  }
+
+  /** SIGTERM, then how it ended and how long that took. */
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+    const started = Date.now();
+    this.child.kill('SIGTERM');
+    const result = await Promise.race([this.exited, sleep(30_000).then(() => undefined)]);
+    if (result === undefined) throw new Error(`the daemon did not exit within 30 s of SIGTERM\n${this.stderr}`);
+    return { ...result, ms: Date.now() - started };
+  }
+
+  async kill(): Promise<void> {
+    if (this.running) this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** Kills every daemon still running (afterEach/afterAll): none may outlive its test. */
+  static async killAll(): Promise<void> {
+    await Promise.all([...running].map((d) => d.kill()));
+  }
+}
+
+/** A daemon with `--listen 127.0.0.1:0`, and plain HTTP requests to it. */
+export class HttpDaemon extends DaemonProcess {
+  port = 0;
 
   /** Starts the daemon and waits until its HTTP trigger listens (or it exits, which throws). */
   static async start(config: string, env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<HttpDaemon> {
@@ -48,41 +93,8 @@ export class HttpDaemon {
     return d;
   }
 
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  logs(): LogLine[] {
-    return this.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as LogLine);
-  }
-
-  count(msg: string): number {
-    return this.logs().filter((l) => l.msg === msg).length;
-  }
-
   request(method: string, path: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
     return httpRequest(`http://127.0.0.1:${this.port}${path}`, method, headers);
-  }
-
-  /** SIGTERM; resolves with how it ended. */
-  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    this.child.kill('SIGTERM');
-    const result = await Promise.race([this.exited, sleep(30_000).then(() => undefined)]);
-    if (result === undefined) throw new Error(`the daemon did not exit within 30 s of SIGTERM\n${this.stderr}`);
-    return result;
-  }
-
-  async kill(): Promise<void> {
-    if (this.running) this.child.kill('SIGKILL');
-    await this.exited;
-  }
-
-  /** Kills every daemon still running (afterEach/afterAll). */
-  static async killAll(): Promise<void> {
-    await Promise.all([...running].map((d) => d.kill()));
   }
 }
 
@@ -106,7 +118,7 @@ export function httpRequest(url: string, method: string, headers: Record<string,
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, daemon?: HttpDaemon): Promise<number> {
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, daemon?: DaemonProcess): Promise<number> {
   const started = Date.now();
   for (;;) {
     if (await check()) return Date.now() - started;
