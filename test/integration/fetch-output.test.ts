@@ -21,7 +21,7 @@ async function setup(count: number, withFailures = false): Promise<{ dir: string
   for (let i = 0; i < count; i++) await server.deliver(good.user, plainMessage({ subject: `message ${i}`, messageId: uniqueId('out'), from: `sender${i}@example.org` }, `Hello ${i}\r\n${'x'.repeat(20_000)}\r\n`));
   const dir = tempDir();
   const wrong = 'Wrong-Password-456';
-  const mailboxes = [{ ...mailboxEntry(server, VARIANTS[1]!, good), name: 'good' }];
+  const mailboxes: Record<string, unknown>[] = [{ ...mailboxEntry(server, VARIANTS[1]!, good), name: 'good' }];
   if (withFailures) {
     const bad = await newUser(server);
     mailboxes.push({ ...mailboxEntry(server, VARIANTS[0]!, bad), name: 'bad-imap', password: wrong }, { ...mailboxEntry(server, VARIANTS[3]!, bad), name: 'bad-pop3', password: wrong });

@@ -110,14 +110,14 @@ describe('failures are contained and visible', () => {
       const elapsed = Date.now() - started;
       expect(run.code).toBe(1);
       expect(elapsed).toBeLessThan(15_000);
-      const byName = new Map((JSON.parse(run.stdout).mailboxes as { mailbox: string }[]).map((s) => [s.mailbox, s]));
+      const byName = new Map((JSON.parse(run.stdout).mailboxes as { mailbox: string; error: string }[]).map((s) => [s.mailbox, s]));
       expect(byName.get('healthy')).toMatchObject({ ok: true, stored: 1 });
       expect(byName.get('wrong-password')).toMatchObject({ ok: false, errorCode: 'AUTH' });
       expect(byName.get('closed-port')).toMatchObject({ ok: false, errorCode: 'CONNECTION' });
       expect(byName.get('silent')).toMatchObject({ ok: false, errorCode: 'TIMEOUT' });
       expect(byName.get('silent-imap')).toMatchObject({ ok: false });
       for (const name of ['wrong-password', 'closed-port', 'silent']) {
-        expect((byName.get(name) as { error: string }).error.split('\n')).toHaveLength(1);
+        expect(byName.get(name)?.error.split('\n')).toHaveLength(1);
       }
       expect(run.stdout + run.stderr).not.toContain('nope-nope');
     } finally {

@@ -1,12 +1,12 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { MailboxConfig } from '../../src/config/types.js';
 import { ConnectionError, ProtocolError } from '../../src/errors.js';
 import { MAX_MESSAGE_ATTEMPTS, pollMailbox } from '../../src/fetch/poll-mailbox.js';
 import { inThreadAnalyser } from '../../src/parse/analyse-pool.js';
 import type { Candidate, Cursor, MailSession, MailSource } from '../../src/sources/mail-source.js';
 import { openDatabase } from '../../src/store/database.js';
 import { MailStore } from '../../src/store/mail-store.js';
+import { mailboxConfig } from '../fixtures/mailbox-config.js';
 import { plainMessage, uniqueId } from '../fixtures/messages.js';
 
 /**
@@ -56,13 +56,7 @@ class FakeMailbox implements MailSource {
   }
 }
 
-const MAILBOX: MailboxConfig = {
-  name: 'box', protocol: 'imap', host: 'h', port: 993,
-  tls: { mode: 'implicit', caFile: undefined, insecureSkipVerify: false, allowPlaintext: false },
-  username: 'u', password: { kind: 'literal', value: 'p' }, folder: 'INBOX', after: 'seen', moveTo: undefined,
-  maxMessages: 100, maxMessageBytes: 1_000_000, maxBytes: 100_000_000, oversize: 'skip', everyMs: 60_000, idle: false,
-  timeouts: { connectMs: 1000, commandMs: 1000 },
-};
+const MAILBOX = mailboxConfig();
 
 function setup() {
   const db = openDatabase(':memory:');

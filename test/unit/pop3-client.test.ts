@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { mailboxConfig } from '../fixtures/mailbox-config.js';
 import type { MailboxConfig, TlsMode } from '../../src/config/types.js';
 import { AuthError, ConnectionError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.js';
 import { Pop3Client } from '../../src/sources/pop3/client.js';
@@ -33,26 +34,17 @@ interface Keys {
 }
 
 function mailbox(port: number, over: { mode?: TlsMode; allowPlaintext?: boolean; caFile?: string; connectMs?: number; commandMs?: number; after?: 'keep' | 'delete' } = {}): MailboxConfig {
-  return {
+  return mailboxConfig({
     name: 'support',
     protocol: 'pop3',
-    host: '127.0.0.1',
     port,
-    tls: {
-      mode: over.mode ?? 'none',
-      caFile: over.caFile,
-      insecureSkipVerify: false,
-      allowPlaintext: over.allowPlaintext ?? true,
-    },
+    tls: { mode: over.mode ?? 'none', caFile: over.caFile, insecureSkipVerify: false, allowPlaintext: over.allowPlaintext ?? true },
     username: 'alice',
     password: { kind: 'literal', value: PASSWORD },
-    folder: 'INBOX',
     after: over.after ?? 'delete',
-    moveTo: undefined,
-    maxMessages: 100,
     maxMessageBytes: 1024 * 1024,
     timeouts: { connectMs: over.connectMs ?? 3_000, commandMs: over.commandMs ?? 3_000 },
-  };
+  });
 }
 
 /** RFC 1939 section 3 byte-stuffing and terminator, as a server sends a message. */

@@ -55,7 +55,7 @@ describe('ticket rules in the store', () => {
     const { ingest, one } = setup();
     const id = uniqueId('sent');
     await ingest(plainMessage({ messageId: id, subject: 'Our answer' }));
-    const bounce = postfixBounce({ messageId: id, subject: 'Our answer', from: 'support@example.com', to: 'gone@customer.example' });
+    const bounce = postfixBounce({ messageId: id });
     expect(await ingest(bounce)).toMatchObject({ ticketNumber: 1001, newTicket: false });
     expect(one<{ class: string }>('SELECT class FROM messages ORDER BY id DESC LIMIT 1')).toEqual({ class: 'bounce' });
   });
