@@ -8,6 +8,7 @@
  *   npm run bench -- --quick       smoke test: 100 messages, 1 run, smaller mailboxes and attachment
  *   npm run bench -- --profile     also one CPU-profiled IMAPS and POP3S run (not timed), top self time
  *   npm run bench -- --seed 7      another deterministic mailbox (scripts/bench-mail.ts)
+ *   npm run bench -- --only imap,large   only these scenarios (imap, pop3, idle, due, large)
  *   npm run bench -- --generate-only   print the generated mix and stop (no server, no root)
  *
  * Every measured run gets a fresh mailbox (a new Dovecot user, filled and indexed before the clock
@@ -38,12 +39,16 @@ interface Options {
   profile: boolean;
   seed: number;
   generateOnly: boolean;
+  only: ReadonlySet<Scenario>;
 }
 
-const USAGE = `usage: npm run bench -- [--runs N] [--large] [--quick] [--profile] [--seed N] [--generate-only]`;
+const SCENARIOS = ['imap', 'pop3', 'idle', 'due', 'large'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+const USAGE = `usage: npm run bench -- [--runs N] [--large] [--quick] [--profile] [--seed N] [--only ${SCENARIOS.join(',')}] [--generate-only]`;
 
 function parseOptions(argv: readonly string[]): Options {
-  const o: Options = { runs: 3, large: false, quick: false, profile: false, seed: 1, generateOnly: false };
+  const o: Options = { runs: 3, large: false, quick: false, profile: false, seed: 1, generateOnly: false, only: new Set(SCENARIOS) };
   let runsGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -58,6 +63,12 @@ function parseOptions(argv: readonly string[]): Options {
     else if (arg === '--quick') o.quick = true;
     else if (arg === '--profile') o.profile = true;
     else if (arg === '--generate-only') o.generateOnly = true;
+    else if (arg === '--only') {
+      const names = (argv[++i] ?? '').split(',').filter((n) => n !== '');
+      const unknown = names.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
+      if (names.length === 0 || unknown.length > 0) fail(`--only takes a list of ${SCENARIOS.join(', ')}`);
+      o.only = new Set(names as Scenario[]);
+    }
     else if (arg === '--help' || arg === '-h') { console.log(USAGE); process.exit(0); }
     else fail(`unknown option ${arg}\n${USAGE}`);
   }
@@ -488,15 +499,19 @@ function summariseProfile(file: string, protocol: string): ProfileSummary {
   };
 }
 
-async function profiledRun(protocol: 'imap' | 'pop3', count: number, dir: string): Promise<ProfileSummary> {
+async function profiledRun(protocol: 'imap' | 'pop3', count: number, dir: string): Promise<ProfileSummary[]> {
   const profDir = join(dir, protocol);
   mkdirSync(profDir, { recursive: true });
   // Node 20 refuses --cpu-prof in NODE_OPTIONS: it goes on the command line, before bin/mailpoll.js.
   const sample = await throughputRun(protocol, count, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
   log(`${LABEL[protocol]} profiled run (not in the medians): ${fmtMs(sample.wallMs)}`);
-  const file = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(profDir, f))[0];
-  if (file === undefined) throw new Error(`no CPU profile was written in ${profDir}`);
-  return summariseProfile(file, LABEL[protocol]);
+  // One file per thread, CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile: thread 0 is the main one.
+  const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')).sort();
+  if (files.length === 0) throw new Error(`no CPU profile was written in ${profDir}`);
+  return files.map((f) => {
+    const thread = Number(f.split('.')[4] ?? 0);
+    return summariseProfile(join(profDir, f), `${LABEL[protocol]} ${thread === 0 ? 'main thread' : `worker thread ${thread}`}`);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,8 +592,9 @@ async function main(): Promise<void> {
   const profiles: ProfileSummary[] = [];
   const mixes: MixStats[] = [];
   try {
+    const protocols = (['imap', 'pop3'] as const).filter((p) => opts.only.has(p));
     for (const count of plan.counts) {
-      for (const protocol of ['imap', 'pop3'] as const) {
+      for (const protocol of protocols) {
         throughputs.push(await throughput(protocol, count));
         if (mixStats !== undefined && !mixes.some((s) => s.count === mixStats?.count)) {
           mixes.push({ ...mixStats });
@@ -587,9 +603,9 @@ async function main(): Promise<void> {
       }
     }
 
-    for (const protocol of ['imap', 'pop3'] as const) {
+    for (const protocol of opts.only.has('idle') ? (['imap', 'pop3'] as const) : []) {
       for (const stored of plan.idleSizes) {
-        const keep = protocol === 'imap' && stored === plan.idleSizes[0];
+        const keep = protocol === 'imap' && stored === plan.idleSizes[0] && opts.only.has('due');
         const { result, mailbox } = await idlePoll(protocol, stored, keep);
         idle.push(result);
         if (keep) {
@@ -602,13 +618,24 @@ async function main(): Promise<void> {
       }
     }
 
-    log(`generating one message with a ${(plan.largeBytes / 1024 / 1024).toFixed(0)} MiB attachment`);
-    const big = largeAttachmentMessage(plan.largeBytes, opts.seed);
-    for (const protocol of ['imap', 'pop3'] as const) large.push(await largeMessage(protocol, big));
+    if (opts.only.has('due') && !opts.only.has('idle')) {
+      const { mailbox } = await idlePoll('imap', plan.idleSizes[0] as number, true);
+      try {
+        due = await nothingDue(mailbox);
+      } finally {
+        await dropMailbox(mailbox);
+      }
+    }
+
+    if (opts.only.has('large')) {
+      log(`generating one message with a ${(plan.largeBytes / 1024 / 1024).toFixed(0)} MiB attachment`);
+      const big = largeAttachmentMessage(plan.largeBytes, opts.seed);
+      for (const protocol of ['imap', 'pop3'] as const) large.push(await largeMessage(protocol, big));
+    }
 
     if (opts.profile) {
       const profDir = join(resultsDir, `profiles-${stamp}`);
-      for (const protocol of ['imap', 'pop3'] as const) profiles.push(await profiledRun(protocol, plan.counts[0] as number, profDir));
+      for (const protocol of protocols) profiles.push(...await profiledRun(protocol, plan.counts[0] as number, profDir));
     }
   } finally {
     await server.stop();
