@@ -15,5 +15,6 @@ export interface Analysis {
 /** Parse, classify and hash: pure CPU work, so it can run on a worker thread (analyse-pool.ts). */
 export async function analyse(raw: Buffer): Promise<Analysis> {
   const parsed = await parseMessage(raw);
+  for (const a of parsed.attachments) a.sha256 = sha256(a.content);
   return { parsed, classification: classify(raw, parsed), dedupeHash: dedupeHash(raw), rawSha256: sha256(raw) };
 }

@@ -11,6 +11,8 @@ export interface ParsedAttachment {
   contentId: string | undefined;
   inline: boolean;
   content: Buffer;
+  /** SHA-256 of `content` (hex), computed with the analysis, off the thread that writes SQLite. */
+  sha256?: string;
 }
 
 /** What the store needs of a message. Message-IDs are kept without angle brackets. */
