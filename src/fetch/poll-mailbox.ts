@@ -14,7 +14,7 @@ import { emptySummary, type FetchProgress, type MailboxSummary } from './summary
 const SEGMENT_MESSAGES = 100;
 const SEGMENT_BYTES = 16 * 1024 * 1024;
 /** One transaction commits at most this many messages or bytes. */
-const GROUP_MESSAGES = 32;
+const GROUP_MESSAGES = 100;
 const GROUP_BYTES = 16 * 1024 * 1024;
 /** Fetched but not yet committed: the network side waits beyond this. */
 const HANDOFF_BYTES = 32 * 1024 * 1024;
