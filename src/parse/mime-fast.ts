@@ -101,6 +101,10 @@ const MAX_PARTS = 200;
 /** mailparser's text types (with keepDeliveryStatus off); message/delivery-status is declined. */
 const TEXT_TYPES = new Set(['text/plain', 'text/html']);
 
+/** The header fields fastParse returns (as simpleParser copies them), and what a part needs. */
+const ROOT_FIELDS = new Set(['subject', 'message-id', 'in-reply-to', 'references', 'date', 'from', 'to', 'cc', 'reply-to', 'content-id']);
+const PART_FIELDS = new Set(['content-id']);
+
 /** Thrown inside the fast path when mailparser must decide; never escapes fastParse. */
 class Decline extends Error {}
 
@@ -163,7 +167,11 @@ function buildNode(lib: Libraries, bytes: Buffer, parent: Node | undefined, dept
   if (contentType === false || contentType.startsWith('message/') || contentType === 'multipart/digest') {
     throw new Decline(`content type ${String(contentType)}`);
   }
-  const node: Node = { mime, headers: lib.processHeaders(mime.headers.getList()), contentType, parent, children: [] };
+  // mailparser decodes every header line; each line is decoded on its own, so decoding only the
+  // fields read here gives the same values at a fraction of the cost (Received, DKIM-Signature...).
+  const wanted = parent === undefined ? ROOT_FIELDS : PART_FIELDS;
+  const lines = (mime.headers.getList() as { key: string }[]).filter((line) => wanted.has(line.key));
+  const node: Node = { mime, headers: lib.processHeaders(lines), contentType, parent, children: [] };
   if (mime.multipart !== false) {
     if (mime._boundary === false) throw new Decline('multipart without a usable boundary');
     for (const part of splitMultipart(body, mime._boundary)) node.children.push(buildNode(lib, part, node, depth + 1, walk));
