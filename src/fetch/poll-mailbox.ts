@@ -34,6 +34,8 @@ export interface PollDeps {
   log: Logger;
   /** Called after each commit, for a progress line on a terminal. */
   onProgress?: (progress: FetchProgress) => void;
+  /** Called after each group commit (run-fetch.ts hands the WAL checkpoint to the worker). */
+  afterCommit?: () => void;
   /** Aborted on shutdown: the message in hand is finished and committed, then the session ends. */
   signal?: AbortSignal;
 }
@@ -297,6 +299,7 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
       );
       // Step 3 for the whole group: one commit, each message in its own savepoint.
       store.batch(() => group.forEach((item, i) => apply(item, analyses[i])));
+      deps.afterCommit?.();
       if (deps.signal?.aborted) committedSinceAbort = true;
       progress();
     }

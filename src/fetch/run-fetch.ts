@@ -85,9 +85,14 @@ export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, opti
       results[index] = await pollLeased(mailboxes[index] as MailboxConfig, db, store, analyser, options, log);
     }
   };
+  // With a worker to run them, WAL checkpoints leave the writing thread (see analyse-worker.ts);
+  // the connection's own automatic checkpoint comes back on after the run.
+  const offload = analyser.checkpoint !== undefined && !db.memory;
+  if (offload) db.pragma('wal_autocheckpoint = 0');
   try {
     await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, mailboxes.length)) }, worker));
   } finally {
+    if (offload) db.pragma('wal_autocheckpoint = 1000');
     if (options.analyser === undefined) await analyser.close();
   }
   return results;
@@ -122,7 +127,8 @@ async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, analyse
   try {
     const credentials = await resolveCredentials(mailbox, db, log);
     const source = await sourceFor(mailbox, credentials, log);
-    summary = await pollMailbox(mailbox, source, { store, analyser, log, signal: options.signal, onProgress: options.onProgress });
+    const afterCommit = analyser.checkpoint === undefined || db.memory ? undefined : () => analyser.checkpoint?.(db.name);
+    summary = await pollMailbox(mailbox, source, { store, analyser, log, signal: options.signal, onProgress: options.onProgress, afterCommit });
     if (summary.errorCode === 'AUTH') afterLoginFailure(mailbox, db);
   } catch (err) {
     summary = emptySummary(mailbox.name);

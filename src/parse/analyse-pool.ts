@@ -10,6 +10,11 @@ import { analyse, type Analysis } from './analyse.js';
  */
 export interface Analyser {
   analyse(raw: Buffer): Promise<Analysis>;
+  /**
+   * The database's WAL grew by a commit: copy it into the database file (a passive checkpoint)
+   * on the worker, not on the thread that writes. Absent when there is no worker.
+   */
+  checkpoint?(databaseFile: string): void;
   close(): Promise<void>;
 }
 
@@ -28,11 +33,13 @@ export function createAnalyser(size = defaultSize()): Analyser {
   const pending = new Map<number, { resolve: (a: Analysis) => void; reject: (e: Error) => void; worker: Worker }>();
   let nextId = 0;
   let failed: Error | undefined;
+  const closing = new Map<Worker, () => void>();
 
   const start = () => {
     const worker = new Worker(new URL('./analyse-worker.js', import.meta.url));
     const slot = { worker, busy: 0 };
-    worker.on('message', (msg: { id: number; analysis?: Analysis; error?: string }) => {
+    worker.on('message', (msg: { id: number; analysis?: Analysis; error?: string; closed?: true }) => {
+      if (msg.closed) return closing.get(worker)?.();
       slot.busy -= 1;
       const waiter = pending.get(msg.id);
       pending.delete(msg.id);
@@ -74,9 +81,25 @@ export function createAnalyser(size = defaultSize()): Analyser {
         return analyse(raw);
       }
     },
+    checkpoint(databaseFile: string) {
+      // One worker does it: checkpoints of one file are serial anyway.
+      if (failed === undefined) workers[0]?.worker.postMessage({ checkpoint: databaseFile });
+    },
     async close() {
       failed ??= new Error('closed');
-      await Promise.all(workers.map((w) => w.worker.terminate()));
+      // A worker with a database connection closes it first: a thread ended under an open
+      // SQLite connection would leave the process's file locks in an unknown state.
+      await Promise.all(workers.map(async ({ worker }) => {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 2000);
+          closing.set(worker, () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          worker.postMessage({ close: true });
+        });
+        await worker.terminate();
+      }));
       workers.length = 0;
     },
   };

@@ -1,14 +1,39 @@
+import { createRequire } from 'node:module';
 import { parentPort } from 'node:worker_threads';
+import type BetterSqlite3 from 'better-sqlite3';
 import { errorMessage } from '../errors.js';
 import { analyse, type Analysis } from './analyse.js';
 
-/** Worker side of analyse-pool.ts: one message in, its Analysis out. */
-interface Request {
-  id: number;
-  raw: Uint8Array;
+/**
+ * Worker side of analyse-pool.ts: one message in, its Analysis out. It also runs the passive WAL
+ * checkpoints of the database the main thread writes, so copying the WAL into the database file
+ * overlaps with the next commits instead of stalling them.
+ */
+type Request = { id: number; raw: Uint8Array } | { checkpoint: string } | { close: true };
+
+let connection: { file: string; db: BetterSqlite3.Database } | undefined;
+
+/** PASSIVE never waits for a lock and never blocks the writer (sqlite.org/wal.html#ckpt). */
+function checkpoint(file: string): void {
+  try {
+    if (connection?.file !== file) {
+      connection?.db.close();
+      const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+      connection = { file, db: new Database(file, { fileMustExist: true }) };
+    }
+    connection.db.pragma('wal_checkpoint(PASSIVE)');
+  } catch {
+    // Busy or gone: the writer's own checkpoint, or the next request, catches up.
+  }
 }
 
 parentPort?.on('message', (request: Request) => {
+  if ('checkpoint' in request) return checkpoint(request.checkpoint);
+  if ('close' in request) {
+    connection?.db.close();
+    connection = undefined;
+    return parentPort?.postMessage({ closed: true });
+  }
   const raw = Buffer.from(request.raw.buffer, request.raw.byteOffset, request.raw.byteLength);
   analyse(raw).then(
     (analysis) => parentPort?.postMessage({ id: request.id, analysis }, transferable(analysis)),
