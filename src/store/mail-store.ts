@@ -8,6 +8,7 @@ import { loopVerdict } from '../tickets/loop-guard.js';
 import { displaySubject } from '../tickets/subject.js';
 import { chooseTicket, parentCandidates } from '../tickets/threading.js';
 import type { Db } from './database.js';
+import { pieceCount, PieceWriter, PIECE_THRESHOLD, wholeColumn } from './pieces.js';
 
 /** Ticket rules that are the same for every mailbox. */
 export interface StoreRules {
@@ -59,15 +60,17 @@ const json = (v: unknown) => JSON.stringify(v);
 /**
  * Everything the fetch loop writes or reads, each write one transaction. The ingest transaction
  * is step 3 of the exactly-once protocol: message, ticket, attachments, receipt and cursor commit
- * together or not at all.
+ * together or not at all, the pieces of a large message or attachment (pieces.ts) included.
  */
 export class MailStore {
   private readonly s;
+  private readonly pieces: PieceWriter;
 
   constructor(
     private readonly db: Db,
     private readonly rules: StoreRules = DEFAULT_RULES,
   ) {
+    this.pieces = new PieceWriter(db);
     this.s = {
       cursor: db.prepare<[string], { uid_validity: string | null; last_uid: number | null }>(
         'SELECT uid_validity, last_uid FROM mailbox_state WHERE mailbox = ?',
@@ -99,13 +102,15 @@ export class MailStore {
       touchTicket: db.prepare<[string, number]>('UPDATE tickets SET message_count = message_count + 1, updated_at = ? WHERE id = ?'),
       insertMessage: db.prepare(
         `INSERT INTO messages (ticket_id, mailbox, message_id, in_reply_to, references_ids, subject, from_address, from_name,
-           reply_to, to_addresses, cc_addresses, sent_at, received_at, text_body, html_body, raw, raw_size, raw_sha256,
+           reply_to, to_addresses, cc_addresses, sent_at, received_at, text_body, html_body, raw, raw_pieces, raw_size, raw_sha256,
            dedupe_hash, parse_error, headers_only, class, class_reason, message_id_synthetic)
          VALUES (@ticketId, @mailbox, @messageId, @inReplyTo, @references, @subject, @fromAddress, @fromName,
-           @replyTo, @to, @cc, @sentAt, @receivedAt, @text, @html, @raw, @rawSize, @rawSha256, @dedupeHash, @parseError, @headersOnly, @class, @classReason, @synthetic)`,
+           @replyTo, @to, @cc, @sentAt, @receivedAt, @text, @html, @raw, @rawPieces, @rawSize, @rawSha256, @dedupeHash, @parseError, @headersOnly, @class, @classReason, @synthetic)`,
       ),
-      insertContent: db.prepare<[string, number, Buffer]>(
-        'INSERT OR IGNORE INTO attachment_contents (sha256, size, content) VALUES (?, ?, ?)',
+      // OR IGNORE: a content already stored (by hash) is stored once; its pieces are written only
+      // when this insert added the row.
+      insertContent: db.prepare<[string, number, Buffer, number]>(
+        'INSERT OR IGNORE INTO attachment_contents (sha256, size, content, pieces) VALUES (?, ?, ?, ?)',
       ),
       insertAttachment: db.prepare(
         `INSERT INTO attachments (message_ref, filename, content_type, size, content_id, inline, sha256)
@@ -136,8 +141,36 @@ export class MailStore {
     this.s.advanceCursor.run(mailbox, uidValidity, uid);
   }
 
-  /** The subset of `serverIds` this mailbox already has a receipt for. */
+  /**
+   * The subset of `serverIds` this mailbox already has a receipt for.
+   *
+   * A POP3 maildrop that keeps its mail is listed whole on every poll, so the question grows with
+   * the mailbox's history. For a long list, one scan of the mailbox's receipts (the primary key
+   * starts with the mailbox, so it reads only this mailbox's rows, one string column each) and a
+   * lookup in memory costs a fraction of one index search per id. The scan is capped at a few times
+   * the list: a mailbox with many more receipts than listed ids (`after: delete` keeps the receipts
+   * of deleted mail) is asked id by id instead.
+   */
   knownServerIds(mailbox: string, serverIds: readonly string[]): Set<string> {
+    const SCAN_FROM = 64;
+    const SCAN_FACTOR = 4;
+    if (serverIds.length >= SCAN_FROM) {
+      const cap = serverIds.length * SCAN_FACTOR;
+      const receipts = this.db
+        .prepare<[string, number], string>('SELECT server_id FROM receipts WHERE mailbox = ? LIMIT ?')
+        .pluck()
+        .all(mailbox, cap + 1);
+      if (receipts.length <= cap) {
+        const asked = new Set(serverIds);
+        let hits = 0;
+        for (const id of receipts) if (asked.has(id)) hits += 1;
+        // Every listed id has a receipt (the usual poll that finds nothing new): that is the answer.
+        if (hits === asked.size) return asked;
+        const known = new Set<string>();
+        for (const id of receipts) if (asked.has(id)) known.add(id);
+        return known;
+      }
+    }
     const known = new Set<string>();
     const CHUNK = 5000;
     for (let i = 0; i < serverIds.length; i += CHUNK) {
@@ -169,10 +202,13 @@ export class MailStore {
 
   /**
    * Counts a failed attempt at one message (fetch or store) and returns the attempts so far.
-   * The raw bytes are kept when the fetch itself worked, so a quarantined message keeps them.
+   * The raw bytes are kept when the fetch itself worked, so a quarantined message keeps them;
+   * not those of a message too large to bind whole (see pieces.ts), which would cost three times
+   * its size at the moment something already failed. It is still on the server either way.
    */
   recordMessageFailure(mailbox: string, serverId: string, error: string, raw: Buffer | undefined): number {
     const at = now();
+    const kept = raw !== undefined && raw.length <= PIECE_THRESHOLD ? raw : null;
     const row = this.db
       .prepare<[string, string, string, string, string, Buffer | null], { attempts: number }>(
         `INSERT INTO message_failures (mailbox, server_id, attempts, last_error, first_failed_at, last_failed_at, raw)
@@ -181,7 +217,7 @@ export class MailStore {
            last_failed_at = excluded.last_failed_at, raw = COALESCE(excluded.raw, raw)
          RETURNING attempts`,
       )
-      .get(mailbox, serverId, error, at, at, raw ?? null);
+      .get(mailbox, serverId, error, at, at, kept);
     return row?.attempts ?? 1;
   }
 
@@ -283,7 +319,8 @@ export class MailStore {
           receivedAt: at,
           text: parsed.text ?? null,
           html: parsed.html ?? null,
-          raw,
+          raw: wholeColumn(raw),
+          rawPieces: pieceCount(raw.length),
           rawSize: raw.length,
           rawSha256: input.rawSha256 ?? sha256(raw),
           dedupeHash: hash,
@@ -294,9 +331,11 @@ export class MailStore {
           synthetic: parsed.messageId === undefined ? 1 : 0,
         }).lastInsertRowid,
       );
+      this.pieces.messageRaw(messageRef, raw);
       for (const a of parsed.attachments) {
-        const digest = sha256(a.content);
-        this.s.insertContent.run(digest, a.content.length, a.content);
+        const digest = a.sha256 ?? sha256(a.content);
+        const added = this.s.insertContent.run(digest, a.content.length, wholeColumn(a.content), pieceCount(a.content.length)).changes > 0;
+        if (added) this.pieces.attachmentContent(digest, a.content);
         this.s.insertAttachment.run({
           messageRef,
           filename: a.filename ?? null,

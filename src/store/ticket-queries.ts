@@ -1,5 +1,7 @@
 import type { MessageClass } from '../parse/classify.js';
+import { StoreError } from '../errors.js';
 import type { Db } from './database.js';
+import { readAttachmentContent, readMessageRaw } from './pieces.js';
 
 /**
  * Read-only views of tickets for `mailpoll tickets` and `mailpoll attachments`. Rows are
@@ -191,15 +193,28 @@ export interface AttachmentContent {
   content: Buffer;
 }
 
-/** One attachment's bytes (stored once per content hash), or undefined for an unknown id. */
+/**
+ * One attachment's bytes (stored once per content hash, a large one in pieces that are put back
+ * together here), or undefined for an unknown id.
+ */
 export function attachmentContent(db: Db, attachmentId: number): AttachmentContent | undefined {
   const row = db
-    .prepare<[number], { filename: string | null; content_type: string; content: Buffer }>(
-      `SELECT a.filename, a.content_type, c.content
-       FROM attachments a JOIN attachment_contents c ON c.sha256 = a.sha256 WHERE a.id = ?`,
+    .prepare<[number], { filename: string | null; content_type: string; sha256: string }>(
+      'SELECT filename, content_type, sha256 FROM attachments WHERE id = ?',
     )
     .get(attachmentId);
-  return row === undefined ? undefined : { filename: row.filename, contentType: row.content_type, content: row.content };
+  if (row === undefined) return undefined;
+  const content = readAttachmentContent(db, row.sha256);
+  if (content === undefined) throw new StoreError(`attachment ${attachmentId} is damaged: its content ${row.sha256} is missing`);
+  return { filename: row.filename, contentType: row.content_type, content };
+}
+
+/**
+ * The exact bytes the server served for message `id` (messages.id, as `tickets show` lists it),
+ * whether stored whole or in pieces, or undefined for an unknown id.
+ */
+export function messageRaw(db: Db, id: number): Buffer | undefined {
+  return readMessageRaw(db, id);
 }
 
 /**
