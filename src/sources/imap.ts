@@ -3,6 +3,7 @@ import type { ImapFlow } from 'imapflow';
 import { asCredentials, chooseImapMechanism, type Credentials } from '../auth/login.js';
 import type { MailboxConfig } from '../config/types.js';
 import { MailpollError, ProtocolError } from '../errors.js';
+import { downloadMessage, LARGE_MESSAGE_BYTES } from './imap-download.js';
 import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
 import type { Candidate, Cursor, Fetched, Listing, MailSession, MailSource } from './mail-source.js';
 import { tlsOptionsFor } from './tls-options.js';
@@ -78,10 +79,21 @@ class ImapSession implements MailSession {
     return { uidValidity: this.uidValidity, candidates };
   }
 
+  /**
+   * Small messages in one UID FETCH per run of them; each large one on its own with
+   * downloadMessage(), which holds it once instead of twice. In server order either way, and each
+   * command finishes before the next starts (imapflow deadlocks on a command inside a fetch).
+   */
   async *stream(candidates: readonly Candidate[], maxBytes: number): AsyncIterable<Fetched> {
+    for (const run of byTransfer(candidates)) {
+      if (run.large) yield await this.downloadOne(run.candidates[0] as Candidate, maxBytes);
+      else yield* this.fetchSet(run.candidates, maxBytes);
+    }
+  }
+
+  private async *fetchSet(candidates: readonly Candidate[], maxBytes: number): AsyncIterable<Fetched> {
     const byUid = new Map(candidates.map((c) => [c.uid, c]));
     const seen = new Set<number>();
-    const tooLarge = (c: Candidate) => new ProtocolError(`message UID ${c.uid} is larger than maxMessageBytes`, { mailbox: this.mailbox.name });
     try {
       // One UID FETCH for the set; imapflow asks for BODY.PEEK[], so fetching never sets \Seen
       // (RFC 3501 section 6.4.5). Messages are yielded as they arrive, before the FETCH completes.
@@ -89,16 +101,37 @@ class ImapSession implements MailSession {
         const candidate = byUid.get(m.uid);
         if (candidate === undefined || !m.source || seen.has(m.uid)) continue;
         seen.add(m.uid);
-        yield m.source.length > maxBytes ? { candidate, error: tooLarge(candidate) } : { candidate, raw: m.source };
+        yield m.source.length > maxBytes ? { candidate, error: this.tooLarge(candidate) } : { candidate, raw: m.source };
       }
     } catch (err) {
       throw this.fail(err, 'FETCH');
     }
     for (const candidate of candidates) {
-      if (candidate.uid !== undefined && !seen.has(candidate.uid)) {
-        yield { candidate, error: new ProtocolError(`message UID ${candidate.uid} vanished before it could be fetched`, { mailbox: this.mailbox.name }) };
-      }
+      if (candidate.uid !== undefined && !seen.has(candidate.uid)) yield { candidate, error: this.vanished(candidate) };
     }
+  }
+
+  private async downloadOne(candidate: Candidate, maxBytes: number): Promise<Fetched> {
+    let result;
+    try {
+      result = await downloadMessage(this.client, candidate.uid ?? 0, candidate.size, maxBytes);
+    } catch (err) {
+      throw this.fail(err, 'FETCH');
+    }
+    if (result.kind === 'vanished') return { candidate, error: this.vanished(candidate) };
+    if (result.kind === 'too-large') return { candidate, error: this.tooLarge(candidate) };
+    if (result.kind === 'runaway') {
+      return { candidate, error: new ProtocolError(`the server kept sending message UID ${candidate.uid} past twice its size`, { mailbox: this.mailbox.name }) };
+    }
+    return { candidate, raw: result.raw };
+  }
+
+  private tooLarge(c: Candidate): ProtocolError {
+    return new ProtocolError(`message UID ${c.uid} is larger than maxMessageBytes`, { mailbox: this.mailbox.name });
+  }
+
+  private vanished(c: Candidate): ProtocolError {
+    return new ProtocolError(`message UID ${c.uid} vanished before it could be fetched`, { mailbox: this.mailbox.name });
   }
 
   async fetchHeaders(candidate: Candidate): Promise<Buffer> {
@@ -179,4 +212,16 @@ export function uidSet(candidates: readonly Candidate[]): string {
     i = j + 1;
   }
   return parts.join(',');
+}
+
+/** Consecutive small candidates together, each large one alone, in the given order. */
+export function byTransfer(candidates: readonly Candidate[]): { large: boolean; candidates: Candidate[] }[] {
+  const runs: { large: boolean; candidates: Candidate[] }[] = [];
+  for (const c of candidates) {
+    const large = c.size > LARGE_MESSAGE_BYTES;
+    const last = runs[runs.length - 1];
+    if (!large && last !== undefined && !last.large) last.candidates.push(c);
+    else runs.push({ large, candidates: [c] });
+  }
+  return runs;
 }
