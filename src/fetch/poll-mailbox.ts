@@ -18,6 +18,12 @@ const GROUP_MESSAGES = 100;
 const GROUP_BYTES = 16 * 1024 * 1024;
 /** Fetched but not yet committed: the network side waits beyond this. */
 const HANDOFF_BYTES = 32 * 1024 * 1024;
+/**
+ * A message over this size is fetched only once everything handed over before it is committed:
+ * else the next large one would arrive while this one is still parsed and committed, and memory
+ * would hold two or three of them instead of one.
+ */
+const ALONE_BYTES = 4 * 1024 * 1024;
 
 /** A message that failed this many times (across runs) is quarantined instead of retried. */
 export const MAX_MESSAGE_ATTEMPTS = 3;
@@ -174,6 +180,24 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
 
   // ---- network side ----
   const handoff = new Handoff<Item>(HANDOFF_BYTES);
+  // Items handed over and items the store side is done with (committed, or dropped at shutdown).
+  let handed = 0;
+  let settled = 0;
+  let storeStopped = false;
+  let wakeProducer: (() => void) | undefined;
+  const settle = (n: number) => {
+    settled += n;
+    wakeProducer?.();
+  };
+  const hand = (item: Item, bytes: number) => {
+    handed += 1;
+    return handoff.put(item, bytes);
+  };
+  /** Waits before fetching a large message until the store side has caught up (see ALONE_BYTES). */
+  const aloneIfLarge = async (next: Candidate | undefined) => {
+    if (next === undefined || next.size <= ALONE_BYTES) return;
+    while (!storeStopped && settled < handed) await new Promise<void>((resolve) => (wakeProducer = resolve));
+  };
   let fatal: unknown;
   let inTransfer: Candidate | undefined;
   let stopping = false;
@@ -188,11 +212,12 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
         await acknowledge(ackable.splice(0));
         const first = segment.candidates[0] as Candidate;
         if (segment.oversize) {
-          await handoff.put(await oversizeItem(mailbox, session, first), 0);
+          await hand(await oversizeItem(mailbox, session, first), 0);
           continue;
         }
         const rest = [...segment.candidates];
         inTransfer = rest[0];
+        await aloneIfLarge(first);
         for await (const f of session.stream(segment.candidates, mailbox.maxMessageBytes)) {
           if (stopping) {
             // Shutdown: the message in hand was handed over; an IMAP FETCH is drained (leaving a
@@ -202,14 +227,20 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
           }
           rest.splice(rest.indexOf(f.candidate), 1);
           inTransfer = rest[0];
-          if (f.error) await handoff.put({ kind: 'failed', candidate: f.candidate, error: f.error }, 0);
+          if (f.error) await hand({ kind: 'failed', candidate: f.candidate, error: f.error }, 0);
           // Analysis starts the moment the bytes arrive, on a worker, while the store side commits
           // earlier messages and the network side reads the next ones.
-          else await handoff.put({ kind: 'message', candidate: f.candidate, raw: f.raw, analysis: deps.analyser.analyse(f.raw) }, f.raw.length);
+          else await hand({ kind: 'message', candidate: f.candidate, raw: f.raw, analysis: deps.analyser.analyse(f.raw) }, f.raw.length);
+          // Handed over: the loop keeps `f` in hidden registers until the next message is in, so
+          // its bytes are let go of here (measured: else a large message stays alive while the
+          // next one downloads).
+          (f as { raw?: Buffer }).raw = undefined;
           if (deps.signal?.aborted) {
             stopping = true;
             inTransfer = undefined;
           }
+          // The stream fetches the next message only when asked for it, after this.
+          await aloneIfLarge(inTransfer);
         }
         inTransfer = undefined;
       }
@@ -290,7 +321,10 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     for (let group = await handoff.take(GROUP_MESSAGES, GROUP_BYTES); group.length > 0; group = await handoff.take(GROUP_MESSAGES, GROUP_BYTES)) {
       // Shutdown: what was fetched ahead but not yet taken up is dropped, uncommitted and
       // unacknowledged, so it is simply fetched again next run; the group in hand was committed.
-      if (deps.signal?.aborted && committedSinceAbort) continue;
+      if (deps.signal?.aborted && committedSinceAbort) {
+        settle(group.length);
+        continue;
+      }
       const analyses = await Promise.all(
         group.map((item) => {
           if (item.kind === 'message') return item.analysis;
@@ -300,11 +334,18 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
       // Step 3 for the whole group: one commit, each message in its own savepoint.
       store.batch(() => group.forEach((item, i) => apply(item, analyses[i])));
       deps.afterCommit?.();
+      settle(group.length);
+      // Committed: let go of the bytes and analyses now. `group` stays referenced while the next
+      // take() waits, which for a large message means while the next one downloads.
+      group.length = 0;
+      analyses.length = 0;
       if (deps.signal?.aborted) committedSinceAbort = true;
       progress();
     }
   } catch (err) {
     handoff.cancel();
+    storeStopped = true;
+    wakeProducer?.();
     await producer;
     throw err;
   }
