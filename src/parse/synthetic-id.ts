@@ -10,6 +10,16 @@ export const SYNTHETIC_ID_DOMAIN = 'mailpoll.invalid';
  * as CRLF (Dovecot does), and the same message must not get a second id when fetched that way.
  */
 export function syntheticMessageId(raw: Buffer): string {
-  const normalised = raw.includes('\r\n') ? Buffer.from(raw.toString('latin1').replaceAll('\r\n', '\n'), 'latin1') : raw;
-  return `${createHash('sha256').update(normalised).digest('hex').slice(0, 32)}@${SYNTHETIC_ID_DOMAIN}`;
+  // Hashed line by line, skipping each CR before an LF: the same digest as hashing the message
+  // with CRLF turned into LF, without a copy of it (a large message would be held three times).
+  const hash = createHash('sha256');
+  let from = 0;
+  for (let lf = raw.indexOf(0x0a); lf !== -1; lf = raw.indexOf(0x0a, lf + 1)) {
+    if (lf > 0 && raw[lf - 1] === 0x0d) {
+      hash.update(raw.subarray(from, lf - 1));
+      from = lf;
+    }
+  }
+  hash.update(raw.subarray(from));
+  return `${hash.digest('hex').slice(0, 32)}@${SYNTHETIC_ID_DOMAIN}`;
 }
