@@ -15,6 +15,8 @@ export interface Analyser {
    * on the worker, not on the thread that writes. Absent when there is no worker.
    */
   checkpoint?(databaseFile: string): void;
+  /** A poll is about to start: start the worker now, so it is ready when the first message is in. */
+  warm?(): void;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export function createAnalyser(size = defaultSize()): Analyser {
   let nextId = 0;
   let failed: Error | undefined;
   const closing = new Map<Worker, () => void>();
+  const connected = new Set<Worker>();
 
   const start = () => {
     const worker = new Worker(new URL('./analyse-worker.js', import.meta.url));
@@ -83,14 +86,21 @@ export function createAnalyser(size = defaultSize()): Analyser {
     },
     checkpoint(databaseFile: string) {
       // One worker does it: checkpoints of one file are serial anyway.
-      if (failed === undefined) workers[0]?.worker.postMessage({ checkpoint: databaseFile });
+      const first = workers[0];
+      if (failed !== undefined || first === undefined) return;
+      connected.add(first.worker);
+      first.worker.postMessage({ checkpoint: databaseFile });
+    },
+    warm() {
+      if (failed === undefined && workers.length === 0) start();
     },
     async close() {
       failed ??= new Error('closed');
       // A worker with a database connection closes it first: a thread ended under an open
       // SQLite connection would leave the process's file locks in an unknown state.
       await Promise.all(workers.map(async ({ worker }) => {
-        await new Promise<void>((resolve) => {
+        // Never asked to checkpoint: no connection to close (and it may still be loading).
+        if (connected.has(worker)) await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, 2000);
           closing.set(worker, () => {
             clearTimeout(timer);

@@ -3,6 +3,7 @@ import { parentPort } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 import { errorMessage } from '../errors.js';
 import { analyse, type Analysis } from './analyse.js';
+import { preloadParser } from './mime-fast.js';
 
 /**
  * Worker side of analyse-pool.ts: one message in, its Analysis out. It also runs the passive WAL
@@ -26,6 +27,10 @@ function checkpoint(file: string): void {
     // Busy or gone: the writer's own checkpoint, or the next request, catches up.
   }
 }
+
+// A worker is started when a mailbox is about to be polled: the parser loads while the main
+// thread connects and logs in, not when the first message is already waiting for it.
+preloadParser();
 
 parentPort?.on('message', (request: Request) => {
   if ('checkpoint' in request) return checkpoint(request.checkpoint);

@@ -69,6 +69,11 @@ interface Libraries {
 
 let libraries: Libraries | undefined;
 
+/** Loads the parser libraries now rather than on the first message (the analysis worker does, at start). */
+export function preloadParser(): void {
+  load();
+}
+
 function load(): Libraries {
   if (libraries !== undefined) return libraries;
   const require = createRequire(import.meta.url);
