@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { mailboxConfig } from '../fixtures/mailbox-config.js';
 import type { MailboxConfig, TlsMode } from '../../src/config/types.js';
 import { AuthError, ConnectionError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.js';
-import { Pop3Client } from '../../src/sources/pop3/client.js';
+import { ListingReader, Pop3Client, UIDL_LINE } from '../../src/sources/pop3/client.js';
 import { Pop3Framer } from '../../src/sources/pop3/framing.js';
 import { pop3Source } from '../../src/sources/pop3/source.js';
 import { makeTestCertificates } from '../support/certs.js';
@@ -590,5 +590,384 @@ describe('pop3Source', () => {
     const err = await caught(pop3Source(mailbox(server.port), PASSWORD).open());
     expect(err).toBeInstanceOf(AuthError);
     expect(everything(err)).not.toContain(PASSWORD);
+  });
+});
+
+// ---- PIPELINING (RFC 2449 section 6.6) ---------------------------------------------------------
+
+/** `count` distinct messages, some dot-stuffed and 8-bit, of about `bytes` bytes each. */
+function manyMessages(count: number, bytes = 0): { uid: string; bytes: Buffer }[] {
+  return Array.from({ length: count }, (_, i) => {
+    const filler = bytes > 0 ? `${'z'.repeat(998)}\r\n`.repeat(Math.ceil(bytes / 1000)) : '';
+    const raw = `Subject: m${i}\r\n\r\n.dot ${i}\r\n\xe9\xff\r\n${filler}..\r\nend ${i}\r\n`;
+    return { uid: `uid-${i + 1}`, bytes: Buffer.from(raw, 'latin1') };
+  });
+}
+
+/** Counts, for each RETR or DELE the server handles, how many of them it had received by then. */
+function arrivals(server: { received: string[] }, verb: string): () => number {
+  return () => server.received.filter((l) => l.startsWith(verb)).length;
+}
+
+async function collect(session: { stream: (c: readonly { serverId: string; size: number }[], max: number) => AsyncIterable<{ candidate: { serverId: string }; raw?: Buffer; error?: Error }> }, candidates: readonly { serverId: string; size: number }[]) {
+  const out: { id: string; raw?: Buffer; error?: Error }[] = [];
+  for await (const f of session.stream(candidates, 16 * 1024 * 1024)) out.push({ id: f.candidate.serverId, raw: f.raw, error: f.error });
+  return out;
+}
+
+describe('pop3Source with PIPELINING', () => {
+  it('sends the RETRs of a segment at once and yields every message exactly, in order, under hostile chunking', async () => {
+    const messages = manyMessages(6);
+    let seenAtFirst = 0;
+    let first = true;
+    const drop = maildrop({
+      capa: ['USER', 'UIDL', 'PIPELINING'],
+      messages,
+      chunked: true,
+      on: {
+        RETR: async (arg, conn) => {
+          if (first) {
+            first = false;
+            await sleep(40); // the client's next commands arrive meanwhile
+            seenAtFirst = countRetr();
+          }
+          const m = messages[Number(arg) - 1] as { bytes: Buffer };
+          await conn.send(Buffer.concat([Buffer.from(`+OK ${m.bytes.length} octets\r\n`), stuffed(m.bytes)]), true);
+        },
+      },
+    });
+    const server = await fakeServer(drop);
+    const countRetr = arrivals(server, 'RETR');
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    const listing = await session.list(null);
+    const out = await collect(session, listing.candidates);
+    expect(seenAtFirst).toBe(6);
+    expect(out.map((o) => o.id)).toEqual(messages.map((m) => m.uid));
+    out.forEach((o, i) => expect(o.raw?.equals((messages[i] as { bytes: Buffer }).bytes), o.id).toBe(true));
+    await session.close();
+    expect(server.received.slice(-7)).toEqual(['RETR 1', 'RETR 2', 'RETR 3', 'RETR 4', 'RETR 5', 'RETR 6', 'QUIT']);
+  });
+
+  it('sends one RETR at a time, each when its message is asked for, when the server does not announce PIPELINING', async () => {
+    const messages = manyMessages(4);
+    let outstandingMax = 0;
+    let answered = 0;
+    const server = await fakeServer(maildrop({
+      messages,
+      on: {
+        RETR: async (arg, conn) => {
+          await sleep(10); // a pipelining client would send its next RETR meanwhile
+          outstandingMax = Math.max(outstandingMax, server.received.filter((l) => l.startsWith('RETR')).length - answered);
+          const m = messages[Number(arg) - 1] as { bytes: Buffer };
+          await conn.send(Buffer.concat([Buffer.from('+OK\r\n'), stuffed(m.bytes)]));
+          answered += 1;
+        },
+      },
+    }));
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    const listing = await session.list(null);
+    const out: string[] = [];
+    for await (const f of session.stream(listing.candidates, 1024 * 1024)) {
+      out.push(f.candidate.serverId);
+      await sleep(20);
+      // Asked for only when the loop takes the next message.
+      expect(server.received.filter((l) => l.startsWith('RETR'))).toHaveLength(out.length);
+    }
+    expect(out).toEqual(messages.map((m) => m.uid));
+    expect(outstandingMax).toBe(1);
+    await session.close();
+  });
+
+  it('fails only the message the server refuses, and carries on with the ones pipelined after it', async () => {
+    const messages = manyMessages(5);
+    const server = await fakeServer(maildrop({
+      capa: ['USER', 'UIDL', 'PIPELINING'],
+      messages,
+      on: {
+        RETR: async (arg, conn) => {
+          if (arg === '3') return conn.send('-ERR [SYS/PERM] cannot read message 3\r\n');
+          const m = messages[Number(arg) - 1] as { bytes: Buffer };
+          return conn.send(Buffer.concat([Buffer.from('+OK\r\n'), stuffed(m.bytes)]));
+        },
+      },
+    }));
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    const out = await collect(session, (await session.list(null)).candidates);
+    expect(out.map((o) => [o.id, o.raw !== undefined, o.error?.constructor.name])).toEqual([
+      ['uid-1', true, undefined],
+      ['uid-2', true, undefined],
+      ['uid-3', false, 'ProtocolError'],
+      ['uid-4', true, undefined],
+      ['uid-5', true, undefined],
+    ]);
+    expect((out[2]?.error as ProtocolError).serverResponse).toContain('cannot read message 3');
+    expect(out[3]?.raw?.equals((messages[3] as { bytes: Buffer }).bytes)).toBe(true);
+    await session.close();
+  });
+
+  it('throws a cut connection with RETRs still on the wire, leaving no unhandled rejection', async () => {
+    const messages = manyMessages(6);
+    const server = await fakeServer(maildrop({
+      capa: ['USER', 'UIDL', 'PIPELINING'],
+      messages,
+      on: {
+        RETR: async (arg, conn) => {
+          const m = messages[Number(arg) - 1] as { bytes: Buffer };
+          if (arg !== '3') return conn.send(Buffer.concat([Buffer.from('+OK\r\n'), stuffed(m.bytes)]));
+          await conn.send(Buffer.concat([Buffer.from('+OK\r\n'), m.bytes.subarray(0, 10)]));
+          conn.destroy();
+        },
+      },
+    }));
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    const got: string[] = [];
+    const err = await caught((async () => {
+      for await (const f of session.stream((await session.list(null)).candidates, 1024 * 1024)) got.push(f.candidate.serverId);
+    })());
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect(got).toEqual(['uid-1', 'uid-2']);
+    await sleep(20); // any stray rejection of RETR 4..6 would surface now and fail the run
+  });
+
+  it('throws, rather than blames one message, when the answers stop making sense mid-window', async () => {
+    const messages = manyMessages(4);
+    const server = await fakeServer(maildrop({
+      capa: ['USER', 'UIDL', 'PIPELINING'],
+      messages,
+      on: {
+        RETR: async (arg, conn) => {
+          const m = messages[Number(arg) - 1] as { bytes: Buffer };
+          if (arg === '2') return conn.send('HTTP/1.1 500 Oops\r\n');
+          return conn.send(Buffer.concat([Buffer.from('+OK\r\n'), stuffed(m.bytes)]));
+        },
+      },
+    }));
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    const got: string[] = [];
+    const err = await caught((async () => {
+      for await (const f of session.stream((await session.list(null)).candidates, 1024 * 1024)) got.push(f.candidate.serverId);
+    })());
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as Error).message).toContain('broke the protocol');
+    // Message 1 may or may not have been handed out (its answer can share a read with the bad
+    // line); none after it is, and none is blamed with a per-message error.
+    expect(got.filter((id) => id !== 'uid-1')).toEqual([]);
+  });
+
+  it('keeps at most 32 RETRs and about 4 MB of LIST sizes on the wire', async () => {
+    for (const [count, size, expected] of [[40, 0, 32], [8, 1_000_000, 4]] as const) {
+      const messages = manyMessages(count, size);
+      let seenAtFirst = 0;
+      let first = true;
+      const server = await fakeServer(maildrop({
+        capa: ['USER', 'UIDL', 'PIPELINING'],
+        messages,
+        on: {
+          RETR: async (arg, conn) => {
+            if (first) {
+              first = false;
+              await sleep(40);
+              seenAtFirst = server.received.filter((l) => l.startsWith('RETR')).length;
+            }
+            const m = messages[Number(arg) - 1] as { bytes: Buffer };
+            await conn.send(Buffer.concat([Buffer.from('+OK\r\n'), stuffed(m.bytes)]));
+          },
+        },
+      }));
+      const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+      const out = await collect(session, (await session.list(null)).candidates);
+      expect(seenAtFirst, `${count} messages of ${size} bytes`).toBe(expected);
+      expect(out.every((o, i) => o.raw?.equals((messages[i] as { bytes: Buffer }).bytes))).toBe(true);
+      await session.close();
+    }
+  });
+
+  it('asks for a message larger than the window only when the loop asks for it', async () => {
+    const messages = [...manyMessages(1), ...manyMessages(1, 5_000_000), ...manyMessages(1)].map((m, i) => ({ ...m, uid: `uid-${i + 1}` }));
+    const server = await fakeServer(maildrop({ capa: ['USER', 'UIDL', 'PIPELINING'], messages }));
+    const session = await pop3Source({ ...mailbox(server.port), maxMessageBytes: 10_000_000 }, PASSWORD).open();
+    const iterator = session.stream((await session.list(null)).candidates, 10_000_000)[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.candidate.serverId).toBe('uid-1');
+    await sleep(50);
+    expect(server.received.filter((l) => l.startsWith('RETR'))).toEqual(['RETR 1']);
+    const big = await iterator.next();
+    expect(big.value?.raw?.equals((messages[1] as { bytes: Buffer }).bytes)).toBe(true);
+    expect((await iterator.next()).value?.candidate.serverId).toBe('uid-3');
+    expect((await iterator.next()).done).toBe(true);
+    await session.close();
+  });
+
+  it('lets the loop stop early: the answers still on the wire are read and QUIT follows them', async () => {
+    const messages = manyMessages(8);
+    const server = await fakeServer(maildrop({ capa: ['USER', 'UIDL', 'PIPELINING'], messages }));
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    for await (const f of session.stream((await session.list(null)).candidates, 1024 * 1024)) {
+      expect(f.candidate.serverId).toBe('uid-1');
+      break;
+    }
+    await session.close();
+    expect(server.received.at(-1)).toBe('QUIT');
+    expect(server.received.filter((l) => l.startsWith('RETR'))).toHaveLength(8);
+  });
+
+  it('times out a pipelined RETR the server never answers, naming it', async () => {
+    const messages = manyMessages(3);
+    const server = await fakeServer(maildrop({
+      capa: ['USER', 'UIDL', 'PIPELINING'],
+      messages,
+      on: {
+        RETR: async (arg, conn) => {
+          if (arg !== '1') return; // silence from RETR 2 on
+          const m = messages[Number(arg) - 1] as { bytes: Buffer };
+          await conn.send(Buffer.concat([Buffer.from('+OK\r\n'), stuffed(m.bytes)]));
+        },
+      },
+    }));
+    const session = await pop3Source(mailbox(server.port, { commandMs: 300 }), PASSWORD).open();
+    const got: string[] = [];
+    const err = await caught((async () => {
+      for await (const f of session.stream((await session.list(null)).candidates, 1024 * 1024)) got.push(f.candidate.serverId);
+    })());
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as Error).message).toContain('RETR 2');
+    expect(got).toEqual(['uid-1']);
+  });
+
+  it('sends the DELEs of an acknowledgement at once; a refused one fails it, the confirmed ones stay marked', async () => {
+    const messages = manyMessages(5);
+    let seenAtFirst = 0;
+    let first = true;
+    const server = await fakeServer(maildrop({
+      capa: ['USER', 'UIDL', 'PIPELINING'],
+      messages,
+      on: {
+        DELE: async (arg, conn) => {
+          if (first) {
+            first = false;
+            await sleep(40);
+            seenAtFirst = server.received.filter((l) => l.startsWith('DELE')).length;
+          }
+          return conn.send(arg === '2' ? '-ERR [SYS/TEMP] try later\r\n' : `+OK message ${arg} deleted\r\n`);
+        },
+      },
+    }));
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    await session.list(null);
+    const err = await caught(session.acknowledge(['uid-1', 'uid-2', 'uid-3', 'uid-4']));
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect(seenAtFirst).toBe(4);
+    // Only the refused one is sent again.
+    await caught(session.acknowledge(['uid-1', 'uid-2', 'uid-3', 'uid-4']));
+    expect(server.received.filter((l) => l.startsWith('DELE'))).toEqual(['DELE 1', 'DELE 2', 'DELE 3', 'DELE 4', 'DELE 2']);
+    session.abort();
+  });
+
+  it('stops at the first refused DELE without PIPELINING', async () => {
+    const server = await fakeServer(maildrop({
+      messages: manyMessages(4),
+      on: { DELE: (arg, conn) => conn.send(arg === '2' ? '-ERR no\r\n' : '+OK\r\n') },
+    }));
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    await session.list(null);
+    await expect(session.acknowledge(['uid-1', 'uid-2', 'uid-3'])).rejects.toBeInstanceOf(ProtocolError);
+    expect(server.received.filter((l) => l.startsWith('DELE'))).toEqual(['DELE 1', 'DELE 2']);
+    session.abort();
+  });
+
+  it('asks the sizes of a few new messages with LIST n, pipelined, and only of those', async () => {
+    const messages = manyMessages(6);
+    let answering = false;
+    let seenAtFirst = 0;
+    const listAll = maildrop({ messages });
+    const server = await fakeServer(maildrop({
+      capa: ['USER', 'UIDL', 'PIPELINING'],
+      messages,
+      on: {
+        LIST: async (arg, conn) => {
+          if (arg === '') return listAll('LIST', conn);
+          if (!answering) {
+            answering = true;
+            await sleep(40);
+            seenAtFirst = server.received.filter((l) => l.startsWith('LIST ')).length;
+          }
+          return conn.send(`+OK ${arg} ${(messages[Number(arg) - 1] as { bytes: Buffer }).bytes.length}\r\n`);
+        },
+      },
+    }));
+    const session = await pop3Source(mailbox(server.port), PASSWORD).open();
+    const listing = await session.list(null, (ids) => new Set(ids.filter((id) => !['uid-2', 'uid-5'].includes(id))));
+    expect(listing.candidates.map((c) => c.size)).toEqual([0, (messages[1] as { bytes: Buffer }).bytes.length, 0, 0, (messages[4] as { bytes: Buffer }).bytes.length, 0]);
+    expect(server.received.slice(-3)).toEqual(['UIDL', 'LIST 2', 'LIST 5']);
+    expect(seenAtFirst).toBe(2);
+    await session.close();
+  });
+});
+
+describe('UIDL and LIST answers', () => {
+  async function listingOf(uidlBody: string, listBody?: string): Promise<{ uidl: unknown; list: unknown }> {
+    const server = await fakeServer(maildrop({
+      on: {
+        UIDL: (_a, conn) => conn.send(`+OK\r\n${uidlBody}.\r\n`),
+        LIST: (_a, conn) => conn.send(`+OK\r\n${listBody ?? ''}.\r\n`),
+      },
+    }));
+    const client = await Pop3Client.connect({ mailbox: mailbox(server.port) });
+    await client.login('alice', PASSWORD);
+    const uidl = await client.uidl().catch((err: unknown) => err);
+    const list = listBody === undefined ? undefined : await client.list().catch((err: unknown) => err);
+    client.destroy();
+    return { uidl, list };
+  }
+
+  it('reads lines with extra blanks and tabs, trailing text, blank lines and bare LF endings', async () => {
+    const id70 = 'x'.repeat(70);
+    const { uidl, list } = await listingOf(`1 a\r\n  2\tb-!~ trailing words\r\n\r\n3 ${id70}\n`, '1 10\r\n2 20 extra\r\n\r\n3\t30\n');
+    expect(uidl).toEqual([{ number: 1, uid: 'a' }, { number: 2, uid: 'b-!~' }, { number: 3, uid: id70 }]);
+    expect(list).toEqual([{ number: 1, size: 10 }, { number: 2, size: 20 }, { number: 3, size: 30 }]);
+  });
+
+  it('refuses a unique-id over 70 characters, one with a control or 8-bit character, and a line without a number', async () => {
+    for (const bad of [`1 ${'x'.repeat(71)}\r\n`, '1 a\x01b\r\n', '1 caf\xe9\r\n', 'abc def\r\n', '1\r\n']) {
+      const { uidl } = await listingOf(`7 fine\r\n${bad}`);
+      expect(uidl, JSON.stringify(bad)).toBeInstanceOf(ProtocolError);
+      expect((uidl as Error).message).toContain('unreadable UIDL line');
+    }
+  });
+
+  it('refuses a LIST line whose size is not a number', async () => {
+    const { list } = await listingOf('1 a\r\n', '1 ten\r\n');
+    expect(list).toBeInstanceOf(ProtocolError);
+  });
+});
+
+describe('ListingReader', () => {
+  const read = (pieces: readonly Buffer[]) => {
+    const reader = new ListingReader('UIDL', UIDL_LINE, (number, uid) => ({ number, uid }));
+    for (const p of pieces) reader.push(p);
+    return reader.finish();
+  };
+  const body = Buffer.from('1 aaa\r\n2 b.b\r\n\r\n  3\tccc more\r\n4 d\n5 eeeee', 'latin1');
+  const want = [{ number: 1, uid: 'aaa' }, { number: 2, uid: 'b.b' }, { number: 3, uid: 'ccc' }, { number: 4, uid: 'd' }, { number: 5, uid: 'eeeee' }];
+
+  it('reads the same entries however the answer is split, down to one byte a piece', () => {
+    for (let i = 0; i <= body.length; i += 1) {
+      for (let j = i; j <= body.length; j += 1) {
+        const got = read([body.subarray(0, i), body.subarray(i, j), body.subarray(j)]);
+        if (got.failure !== undefined || JSON.stringify(got.entries) !== JSON.stringify(want)) throw new Error(`split at ${i},${j}: ${JSON.stringify(got)}`);
+      }
+    }
+    expect(read([...body].map((b) => Buffer.from([b]))).entries).toEqual(want);
+  });
+
+  it('reports the first unreadable line, wherever the pieces split it', () => {
+    const bad = Buffer.from('1 a\r\n2 b\x01c\r\n3 c\r\n', 'latin1');
+    for (let i = 0; i <= bad.length; i += 1) {
+      expect(read([bad.subarray(0, i), bad.subarray(i)]).failure, `split at ${i}`).toBe('unreadable UIDL line: "2 b\\u0001c\\r\\n"');
+    }
+  });
+
+  it('gives up on a line that never ends instead of growing it without bound', () => {
+    const pieces = Array.from({ length: 100 }, () => Buffer.from('x'.repeat(100)));
+    expect(read(pieces).failure).toMatch(/longer than 1024 bytes/);
   });
 });

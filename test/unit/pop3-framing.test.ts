@@ -313,3 +313,184 @@ describe('Pop3Framer multi-line responses', () => {
     expect(elapsed).toBeLessThan(1_000);
   });
 });
+
+// ---- pipelined answers (RFC 2449 section 6.6) --------------------------------------------------
+
+const hinted = (sizeHint: number, maxBodyBytes?: number): Expectation =>
+  (maxBodyBytes === undefined ? { shape: 'multi', sizeHint } : { shape: 'multi', maxBodyBytes, sizeHint });
+
+// What one burst of pipelined RETRs and DELEs brings back: answers back to back, a dot-stuffed
+// message, a refused RETR, a DELE, an empty message and a message whose last line is "..".
+const SECOND = bytes('Subject: two\r\n\r\n..\r\n.x\r\n');
+const PIPELINED_WIRE = Buffer.concat([
+  onTheWire(MESSAGE),
+  bytes('-ERR no such message\r\n'),
+  onTheWire(SECOND, '+OK 2nd'),
+  bytes('+OK message 1 deleted\r\n'),
+  onTheWire(Buffer.alloc(0), '+OK 0 octets'),
+  onTheWire(bytes('..\r\n')),
+]);
+
+/** The answers PIPELINED_WIRE must come to, whatever the chunking. */
+function expectPipelined(out: readonly Pop3Response[], where: string): void {
+  const got = out.map((r) => [r.status, r.text, r.body?.toString('latin1'), r.overLimit]);
+  const want = [
+    ['ok', 'message follows', MESSAGE.toString('latin1'), false],
+    ['err', 'no such message', undefined, false],
+    ['ok', '2nd', SECOND.toString('latin1'), false],
+    ['ok', 'message 1 deleted', undefined, false],
+    ['ok', '0 octets', '', false],
+    ['ok', 'message follows', '..\r\n', false],
+  ];
+  if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`${where}: got ${JSON.stringify(got)}`);
+}
+
+/** The expectations for PIPELINED_WIRE; the RETRs with the given size hints (undefined: none). */
+function pipelinedFramer(hints: readonly (number | undefined)[] = []): Pop3Framer {
+  const retr = (i: number): Expectation => {
+    const hint = hints[i];
+    return hint === undefined ? multi(1024) : hinted(hint, 1024);
+  };
+  return framerFor(retr(0), retr(1), retr(2), single, retr(3), retr(4));
+}
+
+describe('Pop3Framer pipelined responses', () => {
+  it('pairs back-to-back answers with their commands in order', () => {
+    const f = pipelinedFramer();
+    expect(f.outstanding).toBe(6);
+    expectPipelined(feed(f, [PIPELINED_WIRE]), 'one chunk');
+    expect(f.outstanding).toBe(0);
+  });
+
+  it('gives the same answers for a split at every byte offset', () => {
+    for (let i = 0; i <= PIPELINED_WIRE.length; i += 1) {
+      expectPipelined(feed(pipelinedFramer(), splitAt(PIPELINED_WIRE, i)), `split at ${i}`);
+    }
+  });
+
+  it('gives the same answers for a three-way split at every pair of offsets', () => {
+    for (let i = 0; i <= PIPELINED_WIRE.length; i += 1) {
+      for (let j = i; j <= PIPELINED_WIRE.length; j += 3) {
+        expectPipelined(feed(pipelinedFramer(), splitAt(PIPELINED_WIRE, i, j)), `split at ${i},${j}`);
+      }
+    }
+  });
+
+  it('gives the same answers with exact, short and long size hints, at every byte offset', () => {
+    const exact = [MESSAGE.length, undefined, SECOND.length, 0, 4];
+    const wrong = [1, undefined, SECOND.length + 500, 7, 0];
+    for (const hints of [exact, wrong]) {
+      for (let i = 0; i <= PIPELINED_WIRE.length; i += 1) {
+        expectPipelined(feed(pipelinedFramer(hints), splitAt(PIPELINED_WIRE, i)), `hints ${JSON.stringify(hints)}, split at ${i}`);
+      }
+      const f = pipelinedFramer(hints);
+      const out: Pop3Response[] = [];
+      for (const b of PIPELINED_WIRE) out.push(...f.push(Buffer.from([b])));
+      expectPipelined(out, `hints ${JSON.stringify(hints)}, byte by byte`);
+    }
+  });
+
+  it('marks only the over-limit answer and stays in step for the ones after it', () => {
+    const f = framerFor(multi(10), hinted(5, 10), single, multi());
+    const wire = Buffer.concat([onTheWire(bytes('0123456789\r\n')), onTheWire(bytes('.a\r\n.b\r\n..c\r\n')), bytes('+OK\r\n'), onTheWire(bytes('ok\r\n'))]);
+    for (let i = 0; i <= wire.length; i += 1) {
+      const g = framerFor(multi(10), hinted(5, 10), single, multi());
+      const out = feed(g, splitAt(wire, i));
+      expect(out.map((r) => [r.overLimit, r.body?.toString('latin1')]), `split at ${i}`).toEqual([
+        [true, undefined],
+        [true, undefined],
+        [false, undefined],
+        [false, 'ok\r\n'],
+      ]);
+    }
+    expect(feed(f, [wire])).toHaveLength(4);
+  });
+});
+
+describe('Pop3Framer size hints', () => {
+  it('copies the payload out of the chunks as they arrive, so a chunk is not kept', () => {
+    const f = framerFor(hinted(MESSAGE.length));
+    const out: Pop3Response[] = [];
+    // The status line whole in the first chunk; afterwards every chunk is overwritten once pushed.
+    for (const chunk of [WIRE.subarray(0, 21), ...splitAt(WIRE.subarray(21), 3, 17, 40)].map((c) => Buffer.from(c))) {
+      out.push(...f.push(chunk));
+      chunk.fill(0x21);
+    }
+    expect(out[0]?.body?.equals(MESSAGE)).toBe(true);
+    expect(out[0]?.body?.byteLength).toBe(MESSAGE.length);
+  });
+
+  it('grows a hint that was too small, and trims one that was too large', () => {
+    for (const hint of [0, 1, MESSAGE.length - 1, MESSAGE.length + 1, MESSAGE.length * 3]) {
+      for (let i = 0; i <= WIRE.length; i += 1) {
+        const [r] = feed(framerFor(hinted(hint)), splitAt(WIRE, i));
+        if (r?.body?.equals(MESSAGE) !== true) throw new Error(`hint ${hint}, split at ${i}: ${JSON.stringify(r?.body?.toString('latin1'))}`);
+      }
+    }
+  });
+
+  it('clears the unused tail of a hinted buffer instead of exposing old memory', () => {
+    const [r] = feed(framerFor(hinted(MESSAGE.length + 8)), [WIRE]);
+    const body = r?.body as Buffer;
+    expect(body.equals(MESSAGE)).toBe(true);
+    const whole = Buffer.from(body.buffer, body.byteOffset, MESSAGE.length + 8);
+    expect([...whole.subarray(MESSAGE.length)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('never allocates more than the body limit for a hint over it', () => {
+    const [r] = feed(framerFor(hinted(1_000_000_000, MESSAGE.length)), [WIRE]);
+    expect(r?.body?.equals(MESSAGE)).toBe(true);
+    expect(r?.body?.buffer.byteLength).toBeLessThanOrEqual(MESSAGE.length + 8192);
+  });
+
+  it('keeps a large message exact with a hint, in socket-sized chunks', () => {
+    const line = bytes(`${'y'.repeat(75)}\r\n`);
+    const lines: Buffer[] = [];
+    for (let i = 0; i < 40_000; i += 1) lines.push(i % 97 === 0 ? bytes('.dot\r\n') : line); // ~3 MB
+    const message = Buffer.concat(lines);
+    const wire = onTheWire(message);
+    const f = framerFor(hinted(message.length, 64 * 1024 * 1024));
+    const out: Pop3Response[] = [];
+    for (let pos = 0; pos < wire.length; pos += 16_384) {
+      const chunk = Buffer.from(wire.subarray(pos, pos + 16_384));
+      out.push(...f.push(chunk));
+      chunk.fill(0); // not referenced any more: the bytes were copied into the message's buffer
+    }
+    expect(out).toHaveLength(1);
+    expect(out[0]?.body?.equals(message)).toBe(true);
+    // The message is the whole of one allocation of the hinted size.
+    expect(out[0]?.body?.byteLength).toBe(out[0]?.body?.buffer.byteLength);
+  });
+
+  it('rejects a negative or fractional size hint', () => {
+    const f = new Pop3Framer();
+    expect(() => f.expect(hinted(-1))).toThrow(RangeError);
+    expect(() => f.expect(hinted(2.5))).toThrow(RangeError);
+  });
+});
+
+describe('Pop3Framer sinks', () => {
+  /** A framer whose first answer goes to a sink; returns the answers and what the sink got. */
+  function sunk(chunks: readonly Buffer[], maxBodyBytes?: number): { out: Pop3Response[]; got: Buffer } {
+    const pieces: Buffer[] = [];
+    const sink = (piece: Buffer) => pieces.push(Buffer.from(piece));
+    const f = framerFor(maxBodyBytes === undefined ? { shape: 'multi', sink } : { shape: 'multi', sink, maxBodyBytes }, single);
+    return { out: feed(f, chunks), got: Buffer.concat(pieces) };
+  }
+  const wire = Buffer.concat([WIRE, bytes('+OK next\r\n')]);
+
+  it('hands the payload over piece by piece, exactly, for a split at every byte offset', () => {
+    for (let i = 0; i <= wire.length; i += 1) {
+      const { out, got } = sunk(splitAt(wire, i));
+      if (!got.equals(MESSAGE) || out.length !== 2 || out[0]?.body?.length !== 0 || out[1]?.text !== 'next') {
+        throw new Error(`split at ${i}: ${JSON.stringify(got.toString('latin1'))}`);
+      }
+    }
+  });
+
+  it('stops feeding the sink past the limit and flags the answer, staying in step', () => {
+    const { out, got } = sunk([wire], 20);
+    expect(got.length).toBeLessThanOrEqual(20);
+    expect(out.map((r) => [r.overLimit, r.text])).toEqual([[true, 'message follows'], [false, 'next']]);
+  });
+});

@@ -7,9 +7,10 @@
  * the body; `node-pop3` has no STLS, decodes RETR as UTF-8 and can hang when the end marker is
  * split across TCP chunks. Framing lives in framing.ts (pure, byte-level); this file is the I/O.
  *
- * Commands run one at a time. Each one announces the shape of its response to the framer before it
- * is written and waits in `pending`; that queue is what RFC 2449 PIPELINING would fill with more
- * than one entry.
+ * Each command announces the shape of its response to the framer before it is written and waits in
+ * `pending`, so answers are paired with commands by order. Commands run one at a time (RFC 1939
+ * section 3), except RETR, DELE and `LIST n` when the server announces PIPELINING (RFC 2449 section
+ * 6.6): those are written at once and several wait in `pending` together.
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, TLSSocket, type CipherNameAndProtocol, type ConnectionOptions, type PeerCertificate } from 'node:tls';
@@ -95,7 +96,12 @@ export class Pop3Client {
   private readonly maxListingBytes: number;
   private readonly pending: PendingCommand[] = [];
   private timer: NodeJS.Timeout | undefined;
-  /** Serialises commands (and multi-step exchanges such as AUTH with a continuation). */
+  /** The command `timer` is running for. */
+  private timerFor: PendingCommand | undefined;
+  /**
+   * Serialises commands (and multi-step exchanges such as AUTH with a continuation). A pipelined
+   * command holds it only while its line is written, not until its answer.
+   */
   private lane: Promise<unknown> = Promise.resolve();
   /** Why the session ended; set once, then every command rejects with it. */
   private ended: MailpollError | undefined;
@@ -143,6 +149,19 @@ export class Pop3Client {
   /** What the server announced in its last CAPA answer (after STLS, the post-TLS list). */
   get capabilities(): Capabilities {
     return this.caps;
+  }
+
+  /**
+   * Whether RETR, DELE and `LIST n` go out without waiting for earlier answers: the server listed
+   * PIPELINING in CAPA (RFC 2449 section 6.6), after STLS if there was one.
+   */
+  get pipelining(): boolean {
+    return this.caps.has('PIPELINING');
+  }
+
+  /** False once the session has ended (QUIT, destroy(), a broken connection or protocol). */
+  get usable(): boolean {
+    return this.ended === undefined;
   }
 
   /** True once the bytes on the wire are encrypted (implicit TLS, or after STLS). */
@@ -220,30 +239,19 @@ export class Pop3Client {
 
   /** UIDL without argument: "n unique-id" per message not marked deleted (RFC 1939 section 7). */
   async uidl(): Promise<UidlEntry[]> {
-    const body = await this.listing('UIDL');
-    return parseListing(body, 'UIDL', (n, rest) => {
-      // unique-id: 1 to 70 characters in 0x21..0x7E (RFC 1939 section 7).
-      const uid = /^([\x21-\x7e]{1,70})(?:\s|$)/.exec(rest)?.[1];
-      if (uid === undefined) throw this.protocolError(`unreadable UIDL line for message ${n}`);
-      return { number: n, uid };
-    }, (msg) => this.protocolError(msg));
+    return this.listing('UIDL', UIDL_LINE, (number, uid) => ({ number, uid }));
   }
 
   /** LIST without argument: "n size" per message not marked deleted (RFC 1939 section 5). */
   async list(): Promise<ListEntry[]> {
-    const body = await this.listing('LIST');
-    return parseListing(body, 'LIST', (n, rest) => {
-      const size = /^(\d+)(?:\s|$)/.exec(rest)?.[1];
-      if (size === undefined) throw this.protocolError(`unreadable LIST line for message ${n}`);
-      return { number: n, size: Number(size) };
-    }, (msg) => this.protocolError(msg));
+    return this.listing('LIST', LIST_LINE, (number, size) => ({ number, size: Number(size) }));
   }
 
-  /** LIST n: the size of one message (RFC 1939 section 5), a single-line answer "+OK n size". */
+  /** LIST n: the size of one message (RFC 1939 section 5), a single-line answer "+OK n size". Pipelined. */
   async listOne(messageNumber: number): Promise<number> {
     assertMessageNumber(messageNumber);
     const label = `LIST ${messageNumber}`;
-    const r = this.expectOk(await this.command(label, label, SINGLE), label);
+    const r = this.expectOk(await this.queued(label, label, SINGLE), label);
     const size = /^\d+\s+(\d+)/.exec(r.text)?.[1];
     if (size === undefined) throw this.protocolError(`unreadable answer to ${label}: ${r.text}`);
     return Number(size);
@@ -252,11 +260,16 @@ export class Pop3Client {
   /**
    * RETR: the message's bytes, un-stuffed, exactly as served. A message over `maxBytes` is read to
    * its end and dropped (the session stays usable) and the call rejects with ProtocolError.
+   * `sizeHint` (the size LIST gave) lets the bytes go straight into one buffer of that size.
+   * Pipelined: the command is written at once when the server allows it.
    */
-  async retr(messageNumber: number, maxBytes: number): Promise<Buffer> {
+  async retr(messageNumber: number, maxBytes: number, sizeHint?: number): Promise<Buffer> {
     assertMessageNumber(messageNumber);
     const label = `RETR ${messageNumber}`;
-    const r = this.expectOk(await this.command(label, label, { shape: 'multi', maxBodyBytes: maxBytes }), label);
+    const expectation: Expectation = sizeHint === undefined
+      ? { shape: 'multi', maxBodyBytes: maxBytes }
+      : { shape: 'multi', maxBodyBytes: maxBytes, sizeHint };
+    const r = this.expectOk(await this.queued(label, label, expectation), label);
     if (r.overLimit) throw this.protocolError(`message ${messageNumber} is larger than ${maxBytes} bytes; it was not kept`);
     if (r.body === undefined) throw this.protocolError(`${label} returned no data`);
     return r.body;
@@ -275,11 +288,14 @@ export class Pop3Client {
     return r.body;
   }
 
-  /** DELE: marks a message deleted; the server removes it only at QUIT (RFC 1939 section 6). */
+  /**
+   * DELE: marks a message deleted; the server removes it only at QUIT (RFC 1939 section 6).
+   * Pipelined: the command is written at once when the server allows it.
+   */
   async dele(messageNumber: number): Promise<void> {
     assertMessageNumber(messageNumber);
     const label = `DELE ${messageNumber}`;
-    this.expectOk(await this.command(label, label, SINGLE), label);
+    this.expectOk(await this.queued(label, label, SINGLE), label);
   }
 
   async noop(): Promise<void> {
@@ -424,10 +440,18 @@ export class Pop3Client {
 
   // ---- command plumbing ----------------------------------------------------------------------
 
-  private async listing(verb: 'UIDL' | 'LIST'): Promise<Buffer> {
-    const r = this.expectOk(await this.command(verb, verb, { shape: 'multi', maxBodyBytes: this.maxListingBytes }), verb);
-    if (r.overLimit || r.body === undefined) throw this.protocolError(`${verb} answer is larger than ${this.maxListingBytes} bytes`);
-    return r.body;
+  /**
+   * A UIDL or LIST of the whole maildrop, parsed line by line as it arrives: a kept maildrop is
+   * listed whole on every poll, and its lines are read while the server is still producing them.
+   */
+  private async listing<T>(verb: 'UIDL' | 'LIST', line: RegExp, entry: (n: number, arg: string) => T): Promise<T[]> {
+    const reader = new ListingReader(verb, line, entry);
+    const expectation: Expectation = { shape: 'multi', maxBodyBytes: this.maxListingBytes, sink: reader.push };
+    const r = this.expectOk(await this.command(verb, verb, expectation), verb);
+    if (r.overLimit) throw this.protocolError(`${verb} answer is larger than ${this.maxListingBytes} bytes`);
+    const { entries, failure } = reader.finish();
+    if (failure !== undefined) throw this.protocolError(failure);
+    return entries;
   }
 
   private expectOk(r: Pop3Response, label: string): Pop3Response {
@@ -438,6 +462,21 @@ export class Pop3Client {
   /** One command, after every earlier one has completed. */
   private command(line: string, label: string, expectation: Expectation): Promise<Pop3Response> {
     return this.exclusive(() => this.send(line, label, expectation, this.mailbox.timeouts.commandMs));
+  }
+
+  /**
+   * A command that may be pipelined. With PIPELINING it is written right after the commands before
+   * it, without waiting for their answers: the server processes commands in turn and answers in
+   * order (RFC 2449 section 6.6), and the framer's queue pairs each answer with its command. Without
+   * PIPELINING it is an ordinary command, one at a time.
+   */
+  private queued(line: string, label: string, expectation: Expectation): Promise<Pop3Response> {
+    if (!this.pipelining) return this.command(line, label, expectation);
+    let answer: Promise<Pop3Response> | undefined;
+    const written = this.exclusive(async () => {
+      answer = this.send(line, label, expectation, this.mailbox.timeouts.commandMs);
+    });
+    return written.then(() => answer as Promise<Pop3Response>);
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
@@ -459,6 +498,9 @@ export class Pop3Client {
   }
 
   private attach(socket: Socket): void {
+    // Each write is a whole command line: waiting to coalesce them (Nagle) only delays pipelined
+    // commands behind unacknowledged ones.
+    socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
@@ -486,10 +528,19 @@ export class Pop3Client {
     this.fail(classifyNetworkError(new Error('the server closed the connection'), this.mailbox, this.activity()));
   };
 
+  /**
+   * (Re)starts the silence timer for the oldest unanswered command. With pipelined commands that is
+   * the one whose answer is due first; every chunk restarts it (refresh(), no new timer per chunk).
+   */
   private armTimer(): void {
+    const head = this.pending[0];
+    if (head !== undefined && head === this.timerFor && this.timer !== undefined) {
+      this.timer.refresh();
+      return;
+    }
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    const head = this.pending[0];
+    this.timerFor = head;
     if (head === undefined) return;
     this.timer = setTimeout(() => {
       this.fail(new TimeoutError(`POP3 server ${this.where()} did not answer ${head.label} within ${head.timeoutMs} ms`, {
@@ -549,23 +600,82 @@ export function parseCapabilities(body: Buffer): Capabilities {
   return caps;
 }
 
-function parseListing<T>(
-  body: Buffer,
-  verb: string,
-  entry: (n: number, rest: string) => T,
-  fail: (message: string) => MailpollError,
-): T[] {
-  const out: T[] = [];
-  for (const line of splitLines(body)) {
-    if (line.trim() === '') continue;
-    const m = /^\s*(\d+)\s+(.*)$/.exec(line);
-    if (m === null) throw fail(`unreadable ${verb} line: ${JSON.stringify(line.slice(0, 80))}`);
-    out.push(entry(Number(m[1]), m[2] ?? ''));
+/**
+ * One line of a UIDL answer, "n unique-id" (RFC 1939 section 7): the unique-id is 1 to 70
+ * characters in 0x21..0x7E. Anything after a further space is ignored. Sticky: each match must
+ * start where the previous line ended, so a line that does not fit is noticed, never skipped.
+ */
+export const UIDL_LINE = /[ \t]*(\d+)[ \t]+([\x21-\x7e]{1,70})(?:[ \t][^\r\n]*)?\r?(?:\n|$)/y;
+/** One line of a LIST answer, "n size" (RFC 1939 section 5). */
+const LIST_LINE = /[ \t]*(\d+)[ \t]+(\d+)(?:[ \t][^\r\n]*)?\r?(?:\n|$)/y;
+
+/**
+ * Longest UIDL or LIST line accepted: a number, a space and at most 70 characters (RFC 1939
+ * section 7), with room to spare.
+ */
+const LISTING_LINE_MAX = 1024;
+
+/**
+ * A UIDL or LIST answer read piece by piece, one entry per line; blank lines are skipped, any other
+ * line that does not fit `line` fails the whole answer. Pieces may split a line anywhere: the part
+ * after the last LF waits for the next piece. One native match per line, no per-line split or trim.
+ */
+export class ListingReader<T> {
+  private readonly entries: T[] = [];
+  private carry = '';
+  private failure: string | undefined;
+
+  constructor(
+    private readonly verb: string,
+    private readonly line: RegExp,
+    private readonly entry: (n: number, arg: string) => T,
+  ) {}
+
+  /** Takes the next piece of the answer. Never throws: a bad line is reported by finish(). */
+  readonly push = (piece: Buffer): void => {
+    if (this.failure !== undefined) return;
+    // Listing bodies are ASCII by RFC 1939; latin1 maps every byte to one char, never failing.
+    const text = this.carry + piece.toString('latin1');
+    const end = text.lastIndexOf('\n') + 1;
+    this.carry = text.slice(end);
+    this.read(text, end);
+    // No listing line is anywhere near this long; waiting for its end would cost quadratic time.
+    if (this.failure === undefined && this.carry.length > LISTING_LINE_MAX) {
+      this.failure = `unreadable ${this.verb} line: longer than ${LISTING_LINE_MAX} bytes`;
+    }
+  };
+
+  /** The entries, or why the answer is unreadable. */
+  finish(): { entries: T[]; failure: string | undefined } {
+    if (this.failure === undefined && this.carry !== '') this.read(this.carry, this.carry.length);
+    this.carry = '';
+    return { entries: this.entries, failure: this.failure };
   }
-  return out;
+
+  /** Reads the whole lines of `text` before `end`. */
+  private read(text: string, end: number): void {
+    const { line } = this;
+    for (let pos = 0; pos < end;) {
+      line.lastIndex = pos;
+      const m = line.exec(text);
+      if (m !== null && line.lastIndex <= end) {
+        this.entries.push(this.entry(Number(m[1]), m[2] as string));
+        pos = line.lastIndex;
+        continue;
+      }
+      const lf = text.indexOf('\n', pos);
+      const next = lf === -1 || lf >= end ? end : lf + 1;
+      const bad = text.slice(pos, next);
+      if (bad.trim() !== '') {
+        this.failure = `unreadable ${this.verb} line: ${JSON.stringify(bad.slice(0, 80))}`;
+        return;
+      }
+      pos = next;
+    }
+  }
 }
 
-/** Listing bodies are ASCII by RFC 1939; latin1 maps every byte to one char, never failing. */
+/** CAPA bodies are ASCII (RFC 2449 section 5); latin1 maps every byte to one char, never failing. */
 function splitLines(body: Buffer): string[] {
   return body.toString('latin1').split(/\r?\n/);
 }

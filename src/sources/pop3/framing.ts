@@ -9,7 +9,8 @@
  *   one more "." in front ("byte-stuffed"), which the receiver removes.
  * A status line cannot say which shape follows; only the command that was sent can. The reader is
  * therefore told in advance what it should expect, one announcement per response in the order the
- * commands were written. That queue is also what RFC 2449 PIPELINING would need.
+ * commands were written. With RFC 2449 PIPELINING (section 6.6) several commands are on the wire at
+ * once and the server answers them in turn, so the same queue pairs each answer with its command.
  *
  * Bodies are never decoded: 8-bit mail stays byte for byte what the server sent. Only status lines
  * become strings.
@@ -38,6 +39,21 @@ export interface Expectation {
    * session stays usable and memory stays bounded whatever the server sends.
    */
   maxBodyBytes?: number;
+  /**
+   * Multi-line only: the payload size known in advance (a RETR's size from LIST, RFC 1939 section
+   * 5). The payload is then copied into one buffer of that size as it arrives, instead of kept as
+   * slices of the socket's chunks and joined at the end, so a large message is never held twice. A
+   * wrong hint costs only time: the buffer grows when the server sends more, and a payload much
+   * shorter than its buffer is copied out.
+   */
+  sizeHint?: number;
+  /**
+   * Multi-line only: takes the payload piece by piece as it arrives (un-stuffed, in order, lines
+   * split anywhere) instead of it being kept, so an answer read line by line (a UIDL of the whole
+   * maildrop) is parsed while the server is still sending it. The response's body is then empty.
+   * A piece is only valid during the call; the sink must not throw.
+   */
+  sink?: (piece: Buffer) => void;
 }
 
 /**
@@ -53,7 +69,7 @@ export interface Pop3Response {
   /**
    * The multi-line payload: exact bytes, un-stuffed, line endings as the server sent them (the last
    * line keeps its CRLF), the terminating ".\r\n" removed. Only for a multi-line expectation whose
-   * status was +OK and whose payload fit in `maxBodyBytes`.
+   * status was +OK and whose payload fit in `maxBodyBytes`; empty when it went to a sink.
    */
   body: Buffer | undefined;
   /** True when the multi-line payload was larger than `maxBodyBytes` and was discarded. */
@@ -103,11 +119,9 @@ export class Pop3Framer {
   private lineParts: Buffer[] = [];
   private lineBytes = 0;
 
-  // Multi-line payload under construction: slices of the chunks pushed, joined once at the end.
-  private bodyParts: Buffer[] = [];
-  private bodyBytes = 0;
+  // Multi-line payload under construction.
+  private payload: Payload = new Payload(undefined);
   private bodyState: BodyState = 'line-start';
-  private discarding = false;
 
   constructor(options: FramerOptions = {}) {
     this.maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
@@ -116,10 +130,8 @@ export class Pop3Framer {
   /** Announces the shape of one more response, after those already announced. */
   expect(expectation: Expectation): void {
     this.throwIfFailed();
-    const max = expectation.maxBodyBytes;
-    if (max !== undefined && !(Number.isSafeInteger(max) && max >= 0)) {
-      throw new RangeError(`maxBodyBytes must be a non-negative integer, not ${max}`);
-    }
+    assertByteCount('maxBodyBytes', expectation.maxBodyBytes);
+    assertByteCount('sizeHint', expectation.sizeHint);
     this.queue.push(expectation);
   }
 
@@ -203,10 +215,8 @@ export class Pop3Framer {
   }
 
   private startBody(): void {
-    this.bodyParts = [];
-    this.bodyBytes = 0;
+    this.payload = new Payload(this.current?.expectation);
     this.bodyState = 'line-start';
-    this.discarding = false;
   }
 
   /**
@@ -272,30 +282,98 @@ export class Pop3Framer {
     return { pos: chunk.length, response: undefined };
   }
 
-  /** Keeps `source[start, end)` as payload, or counts and forgets it once over the limit. */
+  /** Keeps `source[start, end)` as payload. */
   private keep(source: Buffer, start: number, end: number): void {
-    if (end <= start) return;
-    this.bodyBytes += end - start;
-    if (this.discarding) return;
-    const limit = this.current?.expectation.maxBodyBytes;
-    if (limit !== undefined && this.bodyBytes > limit) {
-      // Drop what was kept: memory stays bounded, the scan goes on to find the terminator.
-      this.discarding = true;
-      this.bodyParts = [];
-      return;
-    }
-    this.bodyParts.push(source.subarray(start, end));
+    if (end > start) this.payload.add(source, start, end);
   }
 
   private finishBody(pos: number): { pos: number; response: Pop3Response } {
     const current = this.current;
     if (current?.status === undefined) throw new Error('unreachable: body without a status line');
-    const overLimit = this.discarding;
-    const body = overLimit ? undefined : Buffer.concat(this.bodyParts, this.bodyBytes);
-    this.bodyParts = [];
-    this.bodyBytes = 0;
-    this.discarding = false;
+    const body = this.payload.take();
+    const overLimit = body === undefined;
+    this.payload = new Payload(undefined);
     return { pos, response: { ...current.status, body, overLimit } };
+  }
+}
+
+/** A payload that outgrows its buffer grows it by at least this factor. */
+const GROWTH = 1.25;
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One multi-line payload as it arrives. Without a size hint, slices of the pushed chunks, joined
+ * once at the end (no copy until then). With one, a single buffer of that size that each slice is
+ * copied into, so the chunks can go at once and the payload exists once, not twice, at the end.
+ * With a sink, each slice goes to it and nothing is kept. Over `limit` bytes, everything is
+ * dropped and only counted: memory stays bounded while the scan goes on to the terminator.
+ */
+class Payload {
+  private readonly limit: number | undefined;
+  private readonly sink: ((piece: Buffer) => void) | undefined;
+  private parts: Buffer[] = [];
+  private buffer: Buffer | undefined;
+  private bytes = 0;
+  private over = false;
+
+  constructor(expectation: Expectation | undefined) {
+    this.limit = expectation?.maxBodyBytes;
+    this.sink = expectation?.sink;
+    const hint = expectation?.sizeHint;
+    // A hint is a claim of the server's: never allocate beyond what would be kept anyway.
+    if (hint !== undefined && this.sink === undefined) this.buffer = Buffer.allocUnsafe(Math.min(hint, this.limit ?? hint));
+  }
+
+  add(source: Buffer, start: number, end: number): void {
+    const filled = this.bytes;
+    this.bytes += end - start;
+    if (this.over) return;
+    if (this.limit !== undefined && this.bytes > this.limit) {
+      this.over = true;
+      this.parts = [];
+      this.buffer = undefined;
+      return;
+    }
+    if (this.sink !== undefined) {
+      this.sink(source.subarray(start, end));
+      return;
+    }
+    if (this.buffer === undefined) {
+      this.parts.push(source.subarray(start, end));
+      return;
+    }
+    if (this.bytes > this.buffer.length) this.grow(filled);
+    source.copy(this.buffer, filled, start, end);
+  }
+
+  /** The payload, or undefined when it was over the limit. */
+  take(): Buffer | undefined {
+    if (this.over) return undefined;
+    if (this.sink !== undefined) return EMPTY;
+    if (this.buffer === undefined) return Buffer.concat(this.parts, this.bytes);
+    const buffer = this.buffer;
+    if (this.bytes === buffer.length) return buffer;
+    // The server sent less than LIST said. A mostly empty buffer is not kept alive for a small
+    // message; otherwise the unused tail (allocUnsafe: old memory) is cleared, not exposed.
+    if (this.bytes < buffer.length / 2) return Buffer.from(buffer.subarray(0, this.bytes));
+    return buffer.fill(0, this.bytes).subarray(0, this.bytes);
+  }
+
+  /** Room for `this.bytes`: at least a quarter more, so a long run of small overruns costs few copies. */
+  private grow(filled: number): void {
+    const old = this.buffer as Buffer;
+    let size = Math.max(this.bytes, Math.ceil(old.length * GROWTH));
+    if (this.limit !== undefined) size = Math.min(size, this.limit);
+    const grown = Buffer.allocUnsafe(size);
+    old.copy(grown, 0, 0, filled);
+    this.buffer = grown;
+  }
+}
+
+function assertByteCount(name: string, value: number | undefined): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+    throw new RangeError(`${name} must be a non-negative integer, not ${value}`);
   }
 }
 
