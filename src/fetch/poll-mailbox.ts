@@ -176,7 +176,12 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     const done = summary.fetched + summary.oversize + summary.messageFailures + summary.quarantined;
     deps.onProgress?.({ mailbox: name, done, total: todo.length, bytes: summary.bytes, totalBytes });
   };
-  if (todo.length > 0) progress();
+  if (todo.length > 0) {
+    // There is mail: the analysis worker loads the parser while the first messages download. Not
+    // earlier: most polls find nothing, and they should not pay for a worker.
+    deps.analyser.warm?.();
+    progress();
+  }
 
   // ---- network side ----
   const handoff = new Handoff<Item>(HANDOFF_BYTES);

@@ -124,8 +124,6 @@ async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, analyse
   recordAttempt(db, mailbox.name);
   warnAboutWeakTls(mailbox, log);
   let summary: MailboxSummary;
-  // The analysis worker loads the parser while this thread connects and logs in.
-  analyser.warm?.();
   try {
     const credentials = await resolveCredentials(mailbox, db, log);
     const source = await sourceFor(mailbox, credentials, log);

@@ -15,7 +15,7 @@ export interface Analyser {
    * on the worker, not on the thread that writes. Absent when there is no worker.
    */
   checkpoint?(databaseFile: string): void;
-  /** A poll is about to start: start the worker now, so it is ready when the first message is in. */
+  /** New mail is about to be fetched: start the worker now, so it is ready when the first message is in. */
   warm?(): void;
   close(): Promise<void>;
 }

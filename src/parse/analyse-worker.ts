@@ -28,8 +28,8 @@ function checkpoint(file: string): void {
   }
 }
 
-// A worker is started when a mailbox is about to be polled: the parser loads while the main
-// thread connects and logs in, not when the first message is already waiting for it.
+// A worker is started when a poll finds new mail: the parser loads while the first messages
+// download, not when the first message is already waiting for it.
 preloadParser();
 
 parentPort?.on('message', (request: Request) => {
