@@ -79,6 +79,7 @@ export class MailStore {
         'SELECT server_id FROM receipts WHERE mailbox = ? AND server_id IN (SELECT value FROM json_each(?))',
       ),
       receipt: db.prepare<[string, string], { outcome: string }>('SELECT outcome FROM receipts WHERE mailbox = ? AND server_id = ?'),
+      receiptIds: db.prepare<[string, number], string>('SELECT server_id FROM receipts WHERE mailbox = ? LIMIT ?').pluck(),
       unacknowledged: db.prepare<[string], { server_id: string }>(
         'SELECT server_id FROM receipts WHERE mailbox = ? AND acknowledged_at IS NULL ORDER BY fetched_at, server_id',
       ),
@@ -156,10 +157,7 @@ export class MailStore {
     const SCAN_FACTOR = 4;
     if (serverIds.length >= SCAN_FROM) {
       const cap = serverIds.length * SCAN_FACTOR;
-      const receipts = this.db
-        .prepare<[string, number], string>('SELECT server_id FROM receipts WHERE mailbox = ? LIMIT ?')
-        .pluck()
-        .all(mailbox, cap + 1);
+      const receipts = this.s.receiptIds.all(mailbox, cap + 1);
       if (receipts.length <= cap) {
         const asked = new Set(serverIds);
         let hits = 0;
