@@ -20,7 +20,8 @@ function checkpoint(file: string): void {
     if (connection?.file !== file) {
       connection?.db.close();
       const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
-      connection = { file, db: new Database(file, { fileMustExist: true }) };
+      // timeout 0: this connection never waits for a lock, it tries again after the next commit.
+      connection = { file, db: new Database(file, { fileMustExist: true, timeout: 0 }) };
     }
     connection.db.pragma('wal_checkpoint(PASSIVE)');
   } catch {
@@ -29,8 +30,13 @@ function checkpoint(file: string): void {
 }
 
 // A worker is started when a poll finds new mail: the parser loads while the first messages
-// download, not when the first message is already waiting for it.
-preloadParser();
+// download, not when the first message is already waiting for it. A failure here is the first
+// message's to report (fastParse then declines, and mailparser's own import throws in analyse).
+try {
+  preloadParser();
+} catch {
+  // see above
+}
 
 parentPort?.on('message', (request: Request) => {
   if ('checkpoint' in request) return checkpoint(request.checkpoint);
