@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import { scrub } from '../log.js';
 import type { Analyser } from '../parse/analyse-pool.js';
 import type { Analysis } from '../parse/analyse.js';
-import type { Candidate, Listing, MailSession, MailSource } from '../sources/mail-source.js';
+import { LARGE_MESSAGE_BYTES, type Candidate, type Listing, type MailSession, type MailSource } from '../sources/mail-source.js';
 import type { MailStore } from '../store/mail-store.js';
 import { planOwedAcks, selectNew } from './plan.js';
 import { Handoff } from './handoff.js';
@@ -18,12 +18,6 @@ const GROUP_MESSAGES = 100;
 const GROUP_BYTES = 16 * 1024 * 1024;
 /** Fetched but not yet committed: the network side waits beyond this. */
 const HANDOFF_BYTES = 32 * 1024 * 1024;
-/**
- * A message over this size is fetched only once everything handed over before it is committed:
- * else the next large one would arrive while this one is still parsed and committed, and memory
- * would hold two or three of them instead of one.
- */
-const ALONE_BYTES = 4 * 1024 * 1024;
 
 /** A message that failed this many times (across runs) is quarantined instead of retried. */
 export const MAX_MESSAGE_ATTEMPTS = 3;
@@ -198,9 +192,13 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     handed += 1;
     return handoff.put(item, bytes);
   };
-  /** Waits before fetching a large message until the store side has caught up (see ALONE_BYTES). */
+  /**
+   * Waits before fetching a large message (LARGE_MESSAGE_BYTES) until the store side has caught up:
+   * else the next large one would arrive while this one is still parsed and committed, and memory
+   * would hold two or three of them instead of one.
+   */
   const aloneIfLarge = async (next: Candidate | undefined) => {
-    if (next === undefined || next.size <= ALONE_BYTES) return;
+    if (next === undefined || next.size <= LARGE_MESSAGE_BYTES) return;
     while (!storeStopped && settled < handed) await new Promise<void>((resolve) => (wakeProducer = resolve));
   };
   let fatal: unknown;

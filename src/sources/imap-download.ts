@@ -8,8 +8,6 @@ import type { ImapFlow } from 'imapflow';
  * the size the server reported, so the message exists once plus one window.
  */
 
-/** Messages over this size (RFC822.SIZE from the listing) are downloaded rather than fetched in the set. */
-export const LARGE_MESSAGE_BYTES = 4 * 1024 * 1024;
 /**
  * One window. imapflow collects each window's literal in pieces and concatenates it, so every
  * window leaves about twice its size behind for the garbage collector; for a 72 MB message,

@@ -3,9 +3,9 @@ import type { ImapFlow } from 'imapflow';
 import { asCredentials, chooseImapMechanism, type Credentials } from '../auth/login.js';
 import type { MailboxConfig } from '../config/types.js';
 import { MailpollError, ProtocolError } from '../errors.js';
-import { downloadMessage, LARGE_MESSAGE_BYTES } from './imap-download.js';
+import { downloadMessage } from './imap-download.js';
 import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
-import type { Candidate, Cursor, Fetched, Listing, MailSession, MailSource } from './mail-source.js';
+import { LARGE_MESSAGE_BYTES, type Candidate, type Cursor, type Fetched, type Listing, type MailSession, type MailSource } from './mail-source.js';
 import { tlsOptionsFor } from './tls-options.js';
 
 /** Acknowledgements go out in chunks so no command line grows past what servers accept. */

@@ -3,6 +3,13 @@
  * imap.ts and pop3/source.ts implement it; the loop in src/fetch never sees a protocol.
  */
 
+/**
+ * A message over this size (by its listed size) is a large message: the fetch loop fetches it only
+ * once everything before it is committed, IMAP downloads it alone into one buffer, and the POP3
+ * window never asks for it ahead. One size, so the three agree on which messages are alone.
+ */
+export const LARGE_MESSAGE_BYTES = 4 * 1024 * 1024;
+
 /** One message the server offers, as listed before anything is fetched. */
 export interface Candidate {
   /**

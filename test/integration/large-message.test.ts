@@ -6,7 +6,7 @@ import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { imapSource } from '../../src/sources/imap.js';
 import { PIECE_THRESHOLD } from '../../src/store/pieces.js';
-import { LARGE_MESSAGE_BYTES } from '../../src/sources/imap-download.js';
+import { LARGE_MESSAGE_BYTES } from '../../src/sources/mail-source.js';
 import { mailboxConfig } from '../fixtures/mailbox-config.js';
 import { attachmentMessage, plainMessage, uniqueId } from '../fixtures/messages.js';
 import { startDovecot, type DovecotServer } from '../support/dovecot.js';

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ImapFlow } from 'imapflow';
 import { describe, expect, it } from 'vitest';
-import { collect, downloadMessage, LARGE_MESSAGE_BYTES } from '../../src/sources/imap-download.js';
+import { collect, downloadMessage } from '../../src/sources/imap-download.js';
+import { LARGE_MESSAGE_BYTES } from '../../src/sources/mail-source.js';
 import { byTransfer } from '../../src/sources/imap.js';
 import type { Candidate } from '../../src/sources/mail-source.js';
 

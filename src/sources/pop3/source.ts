@@ -7,7 +7,7 @@
 import { asCredentials, pop3Login, type Credentials } from '../../auth/login.js';
 import type { MailboxConfig } from '../../config/types.js';
 import { ProtocolError } from '../../errors.js';
-import type { Candidate, Cursor, Fetched, Listing, MailSession, MailSource } from '../mail-source.js';
+import { LARGE_MESSAGE_BYTES, type Candidate, type Cursor, type Fetched, type Listing, type MailSession, type MailSource } from '../mail-source.js';
 import { assertTransportAllowed, Pop3Client, type ListEntry, type UidlEntry } from './client.js';
 
 /** Up to this many new messages get one `LIST n` each instead of a LIST of the whole maildrop. */
@@ -17,11 +17,11 @@ const FEW_NEW = 20;
  * RETRs on the wire at once when the server pipelines (RFC 2449 section 6.6): at most this many,
  * and at most this many bytes by their LIST sizes. Enough that the server is never left waiting for
  * the next command while the fetch loop takes a message; small enough that what arrives ahead of
- * the loop stays a few megabytes. Not above the fetch loop's ALONE_BYTES (poll-mailbox.ts): a
- * message it wants fetched alone is never asked for ahead.
+ * the loop stays a few megabytes. The byte bound is the large-message size, so a message the
+ * fetch loop wants fetched alone (LARGE_MESSAGE_BYTES) is never asked for ahead.
  */
 const RETR_WINDOW_MESSAGES = 32;
-const RETR_WINDOW_BYTES = 4 * 1024 * 1024;
+const RETR_WINDOW_BYTES = LARGE_MESSAGE_BYTES;
 /** DELEs on the wire at once when the server pipelines. Each answer is one short line. */
 const DELE_WINDOW = 100;
 
