@@ -75,30 +75,44 @@ export function earliestDue(config: Config, db: Db): Date | undefined {
  * the others run on. SQLite writes stay on this one thread.
  */
 export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, options: FetchOptions, log: Logger): Promise<MailboxSummary[]> {
-  const store = new MailStore(db, options.rules);
   const analyser = options.analyser ?? createAnalyser();
+  // With a worker to run them, WAL checkpoints leave the writing thread (see analyse-worker.ts);
+  // the connection's own automatic checkpoint comes back on after the run.
+  const offload = analyser.checkpoint !== undefined && !db.memory;
+  const shared: Shared = {
+    store: new MailStore(db, options.rules),
+    analyser,
+    afterCommit: offload ? () => analyser.checkpoint?.(db.name) : undefined,
+  };
   const results: MailboxSummary[] = new Array(mailboxes.length);
   let next = 0;
   const worker = async () => {
     while (next < mailboxes.length) {
       const index = next++;
-      results[index] = await pollLeased(mailboxes[index] as MailboxConfig, db, store, analyser, options, log);
+      results[index] = await pollLeased(mailboxes[index] as MailboxConfig, db, shared, options, log);
     }
   };
-  // With a worker to run them, WAL checkpoints leave the writing thread (see analyse-worker.ts);
-  // the connection's own automatic checkpoint comes back on after the run.
-  const offload = analyser.checkpoint !== undefined && !db.memory;
   if (offload) db.pragma('wal_autocheckpoint = 0');
   try {
     await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, mailboxes.length)) }, worker));
   } finally {
+    // SQLite's default, not the value read before: runs of the daemon can overlap, and the second
+    // would read 0 and leave the checkpoint off for good.
     if (offload) db.pragma('wal_autocheckpoint = 1000');
     if (options.analyser === undefined) await analyser.close();
   }
   return results;
 }
 
-async function pollLeased(mailbox: MailboxConfig, db: Db, store: MailStore, analyser: Analyser, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
+/** What every poll of one run shares. */
+interface Shared {
+  store: MailStore;
+  analyser: Analyser;
+  /** After each group commit: the WAL checkpoint handed to the worker, when there is one. */
+  afterCommit: (() => void) | undefined;
+}
+
+async function pollLeased(mailbox: MailboxConfig, db: Db, shared: Shared, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
   const owner = options.owner ?? processOwner;
   const lease = acquireLease(db, mailbox.name, owner);
   if (!lease.acquired) {
@@ -112,14 +126,14 @@ async function pollLeased(mailbox: MailboxConfig, db: Db, store: MailStore, anal
     if (!renewLease(db, mailbox.name, owner)) log.warn({ mailbox: mailbox.name }, 'lease lost; another run may poll this mailbox too (dedupe keeps it safe)');
   }, LEASE_TTL_MS / 4);
   try {
-    return await pollOne(mailbox, db, store, analyser, options, log);
+    return await pollOne(mailbox, db, shared, options, log);
   } finally {
     clearInterval(renew);
     releaseLease(db, mailbox.name, owner);
   }
 }
 
-async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, analyser: Analyser, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
+async function pollOne(mailbox: MailboxConfig, db: Db, shared: Shared, options: FetchOptions, log: Logger): Promise<MailboxSummary> {
   const started = Date.now();
   recordAttempt(db, mailbox.name);
   warnAboutWeakTls(mailbox, log);
@@ -127,8 +141,7 @@ async function pollOne(mailbox: MailboxConfig, db: Db, store: MailStore, analyse
   try {
     const credentials = await resolveCredentials(mailbox, db, log);
     const source = await sourceFor(mailbox, credentials, log);
-    const afterCommit = analyser.checkpoint === undefined || db.memory ? undefined : () => analyser.checkpoint?.(db.name);
-    summary = await pollMailbox(mailbox, source, { store, analyser, log, signal: options.signal, onProgress: options.onProgress, afterCommit });
+    summary = await pollMailbox(mailbox, source, { ...shared, log, signal: options.signal, onProgress: options.onProgress });
     if (summary.errorCode === 'AUTH') afterLoginFailure(mailbox, db);
   } catch (err) {
     summary = emptySummary(mailbox.name);
