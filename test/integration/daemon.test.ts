@@ -247,7 +247,9 @@ describe('a daemon beside a cron fetch on one database', () => {
       mailboxEntry(server, IMAPS, users[2]!, { after: 'seen', every: '10s' }),
     ];
     const delivered: string[] = [];
-    for (const u of users) delivered.push(...(await deliverMany(u.user, 400, 'both')));
+    // Enough that the daemon is still busy when the cron runs start: the faster a poll, the more it
+    // takes for the two to meet (at 400 each one failed run was seen, the daemon probably done).
+    for (const u of users) delivered.push(...(await deliverMany(u.user, 800, 'both')));
     const dir = tempDir();
     const db = join(dir, 'mailpoll.db');
     const config = writeConfig(dir, { database: db, mailboxes: entries });
