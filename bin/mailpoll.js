@@ -3,5 +3,5 @@
 import { nothingDueFastPath } from '../dist/cli/due-cache.js';
 
 const code = nothingDueFastPath(process.argv.slice(2), process.env);
-if (code === undefined) await import('../dist/cli/main.js');
+if (code === undefined) await import('../dist/bundle/main.js');
 else process.exitCode = code;

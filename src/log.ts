@@ -34,7 +34,9 @@ export interface LogOptions {
 
 /** pino on stderr (stdout carries the summary), secrets scrubbed from every line. */
 export async function createLogger(options: LogOptions): Promise<Logger> {
-  const { pino } = await import('pino');
+  // The default export, not the named one: the bundle (scripts/bundle.js) hands a CommonJS
+  // module's exports to `await import()` only as its default.
+  const { default: pino } = await import('pino');
   const target = options.destination ?? process.stderr;
   let sink: NodeJS.WritableStream = target;
   if (options.pretty) {
