@@ -229,16 +229,27 @@ function bounceReason(mail: Mail, parsed: ParsedMessage): string | undefined {
   return undefined;
 }
 
+const DELIVERY = Buffer.from('delivery', 'latin1');
+
 /**
  * A cheap byte-level look before the text scan: only a multipart can hold a DSN part, and only
- * one that names it. Turning every multipart body into a string for a case-blind regex cost more
- * than parsing the message; the byte search knows the spellings MTAs write.
+ * one whose bytes say "delivery-" (in any case), which the regex in bounceReason requires. So
+ * this filter never changes the answer; it only spares the latin1 copy and the regex. It visits
+ * each "-" (memchr, in native code) and compares the eight bytes before it: base64 has no "-", so
+ * the attachments, most of a message's bytes, are skipped at memchr speed, where a search for a
+ * word read them at a quarter of that.
  */
 function mayHoldDsnPart(mail: Mail): boolean {
   if (!mail.contentType.type.startsWith('multipart/')) return false;
-  // Each needle costs a pass over the attachments too: two cover delivery-status, Delivery-Status
-  // and DELIVERY-STATUS, and the regex in bounceReason then checks the rest of the spelling.
-  return mail.bodyBytes.includes('elivery-') || mail.bodyBytes.includes('ELIVERY-');
+  const bytes = mail.bodyBytes;
+  const word = DELIVERY;
+  for (let dash = bytes.indexOf(0x2d, word.length); dash !== -1; dash = bytes.indexOf(0x2d, dash + 1)) {
+    let i = 0;
+    // `| 0x20` lower-cases an ASCII letter, and maps no other byte onto one.
+    while (i < word.length && ((bytes[dash - word.length + i] as number) | 0x20) === word[i]) i++;
+    if (i === word.length) return true;
+  }
+  return false;
 }
 
 /**

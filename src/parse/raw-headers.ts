@@ -7,7 +7,10 @@ import { createHash } from 'node:crypto';
  */
 export function splitHeader(raw: Buffer): { header: Buffer; body: Buffer } {
   const crlf = raw.indexOf('\r\n\r\n');
-  const lf = raw.indexOf('\n\n');
+  // A bare-LF blank line counts only before the CRLF one. Served mail is CRLF (RFC 3501 section
+  // 2.2, RFC 1939 section 3), where "\n\n" never occurs: searching the whole message for it
+  // read every byte of every attachment once more, for nothing.
+  const lf = (crlf === -1 ? raw : raw.subarray(0, crlf)).indexOf('\n\n');
   if (crlf === -1 && lf === -1) return { header: raw, body: Buffer.alloc(0) };
   if (crlf !== -1 && (lf === -1 || crlf < lf)) return { header: raw.subarray(0, crlf), body: raw.subarray(crlf + 4) };
   return { header: raw.subarray(0, lf), body: raw.subarray(lf + 2) };

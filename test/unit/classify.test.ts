@@ -107,6 +107,14 @@ describe('classify: bounces and where their originals are', () => {
       reason: 'message/delivery-status part',
       originalMessageIds: [original.messageId],
     });
+    // The byte-level filter before the regex must not know only the usual spellings.
+    const oddCase = Buffer.from(wrappedReport(original).toString('latin1').replace('Message/Delivery-Status', 'MESSAGE/dElIvErY-STATUS'), 'latin1');
+    expect(oddCase.includes('dElIvErY-STATUS')).toBe(true);
+    expect(await classified(oddCase)).toEqual({
+      class: 'bounce',
+      reason: 'message/delivery-status part',
+      originalMessageIds: [original.messageId],
+    });
   });
 
   it('still sees a delivery-status part when the multipart boundary is missing, and scans the text for the original', async () => {
