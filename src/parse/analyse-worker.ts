@@ -3,7 +3,7 @@ import { parentPort } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 import { errorMessage } from '../errors.js';
 import { analyse, type Analysis } from './analyse.js';
-import { preloadParser } from './mime-fast.js';
+import { loadParser } from './mime-fast.js';
 
 /**
  * Worker side of analyse-pool.ts: one message in, its Analysis out. It also runs the passive WAL
@@ -31,12 +31,8 @@ function checkpoint(file: string): void {
 
 // A worker is started when a poll finds new mail: the parser loads while the first messages
 // download, not when the first message is already waiting for it. A failure here is the first
-// message's to report (fastParse then declines, and mailparser's own import throws in analyse).
-try {
-  preloadParser();
-} catch {
-  // see above
-}
+// message's to report (its analysis loads the parser again, and stores the message raw with the error).
+loadParser().catch(() => {});
 
 parentPort?.on('message', (request: Request) => {
   if ('checkpoint' in request) return checkpoint(request.checkpoint);

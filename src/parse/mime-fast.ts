@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type { AddressObject } from 'mailparser';
 
 /**
@@ -67,31 +66,29 @@ interface Libraries {
   decodeQp: (bytes: Buffer) => Buffer;
 }
 
-let libraries: Libraries | undefined;
+let libraries: Promise<Libraries> | undefined;
 
-/** Loads the parser libraries now rather than on the first message (the analysis worker does, at start). */
-export function preloadParser(): void {
-  load();
-}
-
-function load(): Libraries {
-  if (libraries !== undefined) return libraries;
-  const require = createRequire(import.meta.url);
-  const { MailParser } = require('mailparser') as { MailParser: new (options: object) => { processHeaders(lines: unknown[]): Map<string, unknown> } };
-  const { MimeNode } = require('@zone-eu/mailsplit') as { MimeNode: new (parent: false, config: object) => MimeNodeLike };
-  const libmime = require('libmime') as { detectMimeType(filename: string): string | false; decodeFlowed(text: string, delSp: boolean): string };
-  const charset = require('libmime/lib/charset.js') as { decode(bytes: Buffer, charset: string): string };
-  const libqp = require('libqp') as { decode(input: Buffer): Buffer };
-  // One parser instance lends its header processing; it never receives a byte of input.
-  const parser = new MailParser({});
-  libraries = {
-    newNode: () => new MimeNode(false, {}),
-    processHeaders: (lines) => parser.processHeaders(lines),
-    detectMimeType: (filename) => libmime.detectMimeType(filename),
-    decodeFlowed: (binary, delSp) => libmime.decodeFlowed(binary, delSp),
-    decodeCharset: (bytes, name) => charset.decode(bytes, name),
-    decodeQp: (bytes) => libqp.decode(bytes),
-  };
+/**
+ * Loads the parser libraries (parser-libraries.ts) once. The analysis worker calls it at start, so
+ * they load while the first messages download rather than when the first one is already waiting.
+ */
+export function loadParser(): Promise<Libraries> {
+  libraries ??= import('./parser-libraries.js').then(({ parserLibraries: lib }) => {
+    const MailParser = lib.MailParser as new (options: object) => { processHeaders(lines: unknown[]): Map<string, unknown> };
+    const MimeNode = lib.MimeNode as new (parent: false, config: object) => MimeNodeLike;
+    // One parser instance lends its header processing; it never receives a byte of input.
+    const parser = new MailParser({});
+    return {
+      newNode: () => new MimeNode(false, {}),
+      processHeaders: (lines) => parser.processHeaders(lines),
+      detectMimeType: lib.detectMimeType,
+      decodeFlowed: lib.decodeFlowed,
+      decodeCharset: lib.decodeCharset,
+      decodeQp: lib.decodeQp,
+    };
+  });
+  // A failed load is tried again by the next caller, who then sees the error.
+  libraries.catch(() => (libraries = undefined));
   return libraries;
 }
 
@@ -131,9 +128,9 @@ interface Walk {
 }
 
 /** The fast parse of `raw`, or undefined when mailparser must parse it (see above). */
-export function fastParse(raw: Buffer): FastMail | undefined {
+export async function fastParse(raw: Buffer): Promise<FastMail | undefined> {
+  const lib = await loadParser();
   try {
-    const lib = load();
     const walk: Walk = { attachments: [], hasText: false, hasHtml: false, parts: 0 };
     const root = buildNode(lib, raw, undefined, 0, walk);
     const { text, html } = textContent(root, walk);

@@ -14,7 +14,7 @@ import type { Address, ParsedAttachment, ParsedMessage } from './types.js';
  */
 export async function parseMessage(raw: Buffer): Promise<ParsedMessage> {
   try {
-    return toParsed(raw, fastParse(raw) ?? (await mailparser(raw)));
+    return toParsed(raw, (await fastParse(raw)) ?? (await mailparser(raw)));
   } catch (err) {
     return fallback(raw, errorMessage(err));
   }
@@ -41,7 +41,7 @@ export function toParsed(raw: Buffer, mail: FastMail): ParsedMessage {
 
 /** mailparser's simpleParser, with the options mailpoll uses. */
 export async function mailparser(raw: Buffer): Promise<FastMail> {
-  const { simpleParser } = await import('mailparser');
+  const { simpleParser } = await import('./parser-libraries.js');
   // Fed in 64 KiB pieces: given a 70 MB message in one piece, mailparser's line splitting holds
   // some 250 MB more at its peak (measured); in pieces it holds little beyond the attachments.
   return simpleParser(raw.length > 1024 * 1024 ? Readable.from(pieces(raw)) : raw, { skipHtmlToText: false, skipTextToHtml: true, skipImageLinks: true });

@@ -15,7 +15,7 @@ function comparable(p: ParsedMessage, parsedAt: number): unknown {
  */
 export async function expectSameAsMailparser(raw: Buffer, label: string): Promise<boolean> {
   const parsedAt = Date.now();
-  const fast = fastParse(raw);
+  const fast = await fastParse(raw);
   if (fast === undefined) return false;
   const reference = await mailparser(raw);
   expect(comparable(toParsed(raw, fast), parsedAt), label).toEqual(comparable(toParsed(raw, reference), parsedAt));
