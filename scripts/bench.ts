@@ -23,8 +23,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { SourceMap } from 'node:module';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dovecotAvailable, startDovecot, type DovecotServer } from '../test/support/dovecot.js';
 import { BIN, query, REPO_ROOT, writeConfig } from '../test/support/mailpoll.js';
 import { BenchMailGenerator, largeAttachmentMessage, smallPlainMessage, type MixStats } from './bench-mail.js';
@@ -421,7 +423,7 @@ async function largeMessage(protocol: 'imap' | 'pop3', raw: Buffer): Promise<Lar
 // ---------------------------------------------------------------------------------------------
 // CPU profile of one run (--profile)
 
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
+interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number }; children?: number[] }
 interface CpuProfile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
 interface ProfileSummary { protocol: string; file: string; totalMs: number; categories: { category: string; ms: number; percent: number }[]; top: { fn: string; where: string; category: string; ms: number; percent: number }[] }
 
@@ -444,8 +446,8 @@ function category(url: string, fn: string): string | undefined {
     if (['zod', 'yaml', 'commander', 'bindings', 'file-uri-to-path'].includes(pkg)) return `startup packages (${pkg})`;
     return `other packages (${pkg})`;
   }
-  const dist = /\/dist\/([^/]+)\/(?:([^/]+)\/)?/.exec(url);
-  if (dist !== null) return `mailpoll: ${dist[1]}${dist[2] !== undefined && !dist[2].endsWith('.js') ? `/${dist[2]}` : ''}`;
+  const dist = /\/(?:dist|src)\/([^/]+)\/(?:([^/]+)\/)?/.exec(url);
+  if (dist !== null) return `mailpoll: ${dist[1]}${dist[2] !== undefined && !/\.[jt]s$/.test(dist[2]) ? `/${dist[2]}` : ''}`;
   if (/^node:(internal\/)?(tls|_tls|crypto|internal\/crypto)|_tls_wrap|tls_wrap/.test(url)) return 'Node TLS/crypto (JS side)';
   if (/^node:(internal\/)?(net|stream|streams|internal\/streams|buffer|events)|internal\/streams/.test(url)) return 'Node net/streams/buffers';
   if (/^node:internal\/(modules|deps\/cjs-module-lexer|fs|url|vm)/.test(url)) return 'Node module loading/fs (startup)';
@@ -453,8 +455,36 @@ function category(url: string, fn: string): string | undefined {
   return `other (${url})`;
 }
 
+/**
+ * The program runs from the bundle (scripts/bundle.js), where one chunk holds many packages: each
+ * frame in dist/bundle/ is put back where its code came from, through the chunk's source map.
+ */
+function unbundler(): (frame: ProfileNode['callFrame']) => ProfileNode['callFrame'] {
+  const maps = new Map<string, SourceMap | undefined>();
+  const mapOf = (path: string) => {
+    if (!maps.has(path)) {
+      try {
+        maps.set(path, new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]));
+      } catch {
+        maps.set(path, undefined);
+      }
+    }
+    return maps.get(path);
+  };
+  return (frame) => {
+    if (!frame.url.includes('/dist/bundle/')) return frame;
+    const path = fileURLToPath(frame.url);
+    const entry = mapOf(path)?.findEntry(frame.lineNumber, frame.columnNumber) as { originalSource?: string; originalLine?: number } | undefined;
+    if (entry?.originalSource === undefined) return frame;
+    const original = entry.originalSource.startsWith('file:') ? fileURLToPath(entry.originalSource) : resolve(dirname(path), entry.originalSource);
+    return { ...frame, url: pathToFileURL(original).href, lineNumber: entry.originalLine ?? frame.lineNumber };
+  };
+}
+
 function summariseProfile(file: string, protocol: string): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const unbundle = unbundler();
+  for (const n of profile.nodes) n.callFrame = unbundle(n.callFrame);
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);

@@ -32,6 +32,10 @@ await build({
   // Bundled CommonJS packages require() Node built-ins and better-sqlite3; an ES module has no
   // `require` of its own.
   banner: { js: "import { createRequire as __mailpollCreateRequire } from 'node:module'; const require = __mailpollCreateRequire(import.meta.url);" },
+  // Linked source maps, read only by `npm run bench -- --profile` (to name the package or source
+  // file a sampled frame came from) and by `node --enable-source-maps`; they chain through tsc's
+  // maps back to src/.
+  sourcemap: true,
   logLevel: 'warning',
 });
 
