@@ -139,7 +139,7 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
   const name = mailbox.name;
   let known: ReadonlySet<string> | undefined;
   const knownOf = (ids: readonly string[]) => (known ??= store.knownServerIds(name, ids));
-  const listing = await session.list(mailbox.protocol === 'imap' ? store.cursor(name) : null, knownOf);
+  const listing = await session.list(mailbox.protocol === 'imap' ? store.cursor(name) : null, knownOf, () => deps.analyser.warm?.());
   const needsAck = mailbox.after !== 'keep';
   // POP3 applies DELE only at a clean QUIT (RFC 1939 section 6): those are marked after close().
   const deferred: string[] = [];
@@ -171,8 +171,9 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     deps.onProgress?.({ mailbox: name, done, total: todo.length, bytes: summary.bytes, totalBytes });
   };
   if (todo.length > 0) {
-    // There is mail: the analysis worker loads the parser while the first messages download. Not
-    // earlier: most polls find nothing, and they should not pay for a worker.
+    // There is mail: the analysis worker loads the parser while the first messages download (IMAP
+    // started it while the server listed). Not earlier: most polls find nothing, and they should
+    // not pay for a worker.
     deps.analyser.warm?.();
     progress();
   }

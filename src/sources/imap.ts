@@ -49,7 +49,7 @@ class ImapSession implements MailSession {
     private readonly lastSocketError: () => unknown,
   ) {}
 
-  async list(cursor: Cursor | null): Promise<Listing> {
+  async list(cursor: Cursor | null, _known?: unknown, mailAhead?: () => void): Promise<Listing> {
     let opened;
     try {
       // EXAMINE (read-only) when nothing is ever changed: even a bug cannot then touch the folder.
@@ -64,6 +64,10 @@ class ImapSession implements MailSession {
     if (opened.exists === 0 || (opened.uidNext !== undefined && from >= opened.uidNext)) {
       return { uidValidity: this.uidValidity, candidates: [] };
     }
+    // There are UIDs above the cursor. Their sizes take the server a while (Dovecot reads each
+    // message whose size it has not cached): long enough for the analysis worker to start meanwhile.
+    // A server without UIDNEXT tells nothing here, and the caller starts the worker after listing.
+    if (opened.uidNext !== undefined) mailAhead?.();
     let rows;
     try {
       // fetchAll collects the whole answer before returning: no command is sent inside a live fetch.

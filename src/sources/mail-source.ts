@@ -46,9 +46,11 @@ export interface MailSession {
   /**
    * Lists the candidates; IMAP lists only UIDs above the cursor when its UIDVALIDITY matches.
    * `known` tells which server ids are stored already, so a source can skip work for them (POP3
-   * asks sizes only of new messages); every candidate is still listed.
+   * asks sizes only of new messages); every candidate is still listed. `mailAhead` is called as
+   * soon as the source knows there is new mail, before the listing is done (IMAP: SELECT shows UIDs
+   * above the cursor), so that the analysis worker starts while the server lists.
    */
-  list(cursor: Cursor | null, known?: (serverIds: readonly string[]) => ReadonlySet<string>): Promise<Listing>;
+  list(cursor: Cursor | null, known?: (serverIds: readonly string[]) => ReadonlySet<string>, mailAhead?: () => void): Promise<Listing>;
   /**
    * The raw bytes of each candidate exactly as the server served them, yielded as they arrive, in
    * one server command where the protocol allows (IMAP UID FETCH of the whole set). A message the
