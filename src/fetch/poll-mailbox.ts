@@ -143,7 +143,20 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
   const needsAck = mailbox.after !== 'keep';
   // POP3 applies DELE only at a clean QUIT (RFC 1939 section 6): those are marked after close().
   const deferred: string[] = [];
+  // Ids whose commit is on disk, for the network side to acknowledge between two fetch commands.
   const ackable: string[] = [];
+  // Ids committed by the group transaction in progress: not ackable before it commits (a rolled
+  // back group must never be acknowledged), nor before the commit is synced.
+  const committing: string[] = [];
+  // The run commits without waiting for the disk (run-fetch.ts); each group's ids become ackable
+  // when an fsync of the WAL that started after its commit has finished, off this thread.
+  let durable: Promise<void> = Promise.resolve();
+  const ackableWhenSynced = (ids: string[]) => {
+    if (ids.length === 0) return;
+    durable = durable.then(() => store.syncWal()).then(() => void ackable.push(...ids));
+    // Handled here so a failure is not an unhandled rejection; awaited (and thrown) at the end.
+    durable.catch(() => {});
+  };
   const acknowledge = async (ids: string[]) => {
     if (ids.length === 0) return;
     await session.acknowledge(ids);
@@ -158,6 +171,7 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     const plan = planOwedAcks(owed, listing, mailbox.protocol);
     log.info({ owed: owed.length, unreachable: plan.unreachable.length }, 'completing acknowledgements from an earlier run');
     store.markAcknowledged(name, plan.unreachable);
+    await store.syncWal();
     await acknowledge(plan.ack);
   }
 
@@ -317,7 +331,7 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     } else {
       summary.duplicates += 1;
     }
-    if (needsAck) ackable.push(candidate.serverId);
+    if (needsAck) committing.push(candidate.serverId);
   };
 
   let committedSinceAbort = false;
@@ -336,7 +350,9 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
         }),
       );
       // Step 3 for the whole group: one commit, each message in its own savepoint.
+      committing.length = 0;
       store.batch(() => group.forEach((item, i) => apply(item, analyses[i])));
+      ackableWhenSynced(committing.splice(0));
       deps.afterCommit?.();
       settle(group.length);
       // Committed: let go of the bytes and analyses now. `group` stays referenced while the next
@@ -362,6 +378,7 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
     if (inTransfer !== undefined && !(fatal instanceof ProtocolError)) store.batch(() => failMessage(inTransfer as Candidate, fatal, undefined));
     throw fatal;
   }
+  await durable;
   await acknowledge(ackable.splice(0));
   if (mailbox.protocol === 'imap' && !blocked) catchUpCursor(store, name, listing);
   await session.close();

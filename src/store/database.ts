@@ -30,8 +30,9 @@ export function openDatabase(file: string): Db {
     db.pragma('journal_mode = WAL');
     db.pragma('cache_size = -32768');
     db.pragma('foreign_keys = ON');
-    // NORMAL is durable across process crashes in WAL mode; FULL also survives power loss
-    // at one fsync per commit, which we pay: a message acknowledged on the server must be on disk.
+    // NORMAL is durable across process crashes in WAL mode; FULL also survives power loss at one
+    // fsync per commit. FULL for everything but a fetch run, which syncs the WAL itself, off the
+    // main thread, before it acknowledges anything on the server (run-fetch.ts).
     db.pragma('synchronous = FULL');
     migrate(db);
   } catch (cause) {

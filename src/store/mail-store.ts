@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import type { Classification } from '../parse/classify.js';
 import { dedupeHash, sha256 } from '../parse/raw-headers.js';
 import { syntheticMessageId } from '../parse/synthetic-id.js';
@@ -65,12 +66,15 @@ const json = (v: unknown) => JSON.stringify(v);
 export class MailStore {
   private readonly s;
   private readonly pieces: PieceWriter;
+  /** The write-ahead log, when the database has one (WAL mode on a file). */
+  readonly walFile: string | undefined;
 
   constructor(
     private readonly db: Db,
     private readonly rules: StoreRules = DEFAULT_RULES,
   ) {
     this.pieces = new PieceWriter(db);
+    this.walFile = !db.memory && String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal' ? `${db.name}-wal` : undefined;
     this.s = {
       cursor: db.prepare<[string], { uid_validity: string | null; last_uid: number | null }>(
         'SELECT uid_validity, last_uid FROM mailbox_state WHERE mailbox = ?',
@@ -129,6 +133,23 @@ export class MailStore {
            uid_validity = excluded.uid_validity`,
       ),
     };
+  }
+
+  /**
+   * Puts every commit made so far on disk: an fsync of the WAL, on libuv's thread pool, so the
+   * thread that reads the network and writes SQLite does not wait for the disk. A fetch run commits
+   * with synchronous=NORMAL (run-fetch.ts), written but not yet synced; the poll calls this before
+   * it acts on any message at the server. fsync covers the file, whichever descriptor asks; the WAL
+   * exists while a connection is open. Without a WAL (a memory database) commits need nothing more.
+   */
+  async syncWal(): Promise<void> {
+    if (this.walFile === undefined) return;
+    const handle = await open(this.walFile, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   }
 
   /** Where the last run stopped in this IMAP folder, or null if it never ran. */
