@@ -299,6 +299,26 @@ describe('private Dovecot harness', () => {
     }
   });
 
+  it('names a file with its sizes when asked, as Dovecot\'s own delivery does, and Dovecot reports them', async () => {
+    await dovecot.addUser('carol', 'third');
+    // Two bare LFs: the size with CRLF line ends is two more than the file.
+    const raw = Buffer.from('Subject: sized\nFrom: a@example.com\r\n\r\nbody\n');
+    const name = await dovecot.deliver('carol', raw, { sizes: true });
+    expect(name).toMatch(new RegExp(`,S=${raw.length},W=${raw.length + 2}$`));
+    const client = new LineClient(await openTls(tlsOptions(dovecot.ports.imaps)));
+    try {
+      await client.line();
+      expect((await client.imap('a', 'LOGIN carol third')).status).toMatch(/^a OK/);
+      await client.imap('b', 'SELECT INBOX');
+      // Dovecot takes the size from the name: a wrong W= would show here.
+      const fetch = await client.imap('c', 'FETCH 1 (RFC822.SIZE)');
+      expect(fetch.untagged.join('\n')).toContain(`RFC822.SIZE ${raw.length + 2}`);
+      await client.imap('d', 'LOGOUT');
+    } finally {
+      client.close();
+    }
+  });
+
   it('restart() keeps ports, users and mail', async () => {
     await dovecot.restart();
     const client = new LineClient(await openTls(tlsOptions(dovecot.ports.imaps)));

@@ -71,6 +71,12 @@ export interface DeliverOptions {
   mtime?: Date;
   /** If given (even ""), the file goes into cur/ as "NAME:2,FLAGS" instead of new/. Letters only. */
   flags?: string;
+  /**
+   * Name the file as Dovecot's own deliveries (LDA, LMTP, IMAP APPEND) do: with its size and its
+   * size with CRLF line ends, ",S=...,W=...". Dovecot then answers RFC822.SIZE from the name,
+   * instead of reading the whole message to count its line ends.
+   */
+  sizes?: boolean;
 }
 
 export interface DovecotServer {
@@ -461,6 +467,13 @@ function uniqueName(): string {
   return `${secs}.M${usecs}P${process.pid}Q${fileCounter}R${randomBytes(4).toString('hex')}.mailpoll`;
 }
 
+/** The size of `raw` with every bare LF counted as CRLF (RFC 3501 section 2.3.4, RFC822.SIZE). */
+function crlfSize(raw: Buffer): number {
+  let size = raw.length;
+  for (let lf = raw.indexOf(0x0a); lf !== -1; lf = raw.indexOf(0x0a, lf + 1)) if (lf === 0 || raw[lf - 1] !== 0x0d) size += 1;
+  return size;
+}
+
 function normaliseFlags(flags: string): string {
   if (!/^[A-Za-z]*$/.test(flags)) throw new Error(`Maildir flags must be letters, got ${JSON.stringify(flags)}`);
   return [...new Set(flags.split(''))].sort().join('');
@@ -753,7 +766,7 @@ class PrivateDovecot implements DovecotServer, LiveServer {
     this.requireUser(user);
     const folderPath = this.maildirPath(user, opts.folder);
     await this.ensureMaildir(folderPath, !isInbox(opts.folder));
-    const name = uniqueName();
+    const name = opts.sizes === true ? `${uniqueName()},S=${raw.length},W=${crlfSize(raw)}` : uniqueName();
     const tmpPath = join(folderPath, 'tmp', name);
     await writeFile(tmpPath, raw, { mode: 0o600, flag: 'wx' });
     await chown(tmpPath, this.mailUid, this.mailGid);
