@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENCODED_SUBJECT, LATIN1_TEXT, plainMessage, standardMix, uniqueId } from '../fixtures/messages.js';
+import { makeTestCertificates } from '../support/certs.js';
 import { startDovecot, type DovecotServer } from '../support/dovecot.js';
 import { query, runMailpoll, tempDir, writeConfig } from '../support/mailpoll.js';
 import { mailboxEntry, newUser, VARIANTS } from '../support/scenario.js';
@@ -80,6 +81,14 @@ describe('TLS verification', () => {
     const starttls = writeConfig(dir, { mailboxes: [{ ...mailboxEntry(server, VARIANTS[2]!, user), ca: undefined, name: 'untrusted-stls' }] }, 'b.yaml');
     const refusedStls = await runMailpoll(['fetch', '--now', '--config', starttls, '--json']);
     expect(JSON.parse(refusedStls.stdout).mailboxes[0]).toMatchObject({ ok: false, errorCode: 'TLS' });
+
+    // A ca: that did not sign the server certificate is refused as well: it adds to the roots, it
+    // never loosens the check. Over implicit TLS and STARTTLS, IMAP and POP3.
+    const other = await makeTestCertificates(join(dir, 'other-ca'));
+    const wrongCa = VARIANTS.map((v, i) => ({ ...mailboxEntry(server, v, user), ca: other.caFile, name: `wrong-ca-${i}` }));
+    const wrong = await runMailpoll(['fetch', '--now', '--config', writeConfig(dir, { mailboxes: wrongCa }, 'd.yaml'), '--json']);
+    expect(wrong.code).toBe(1);
+    for (const m of JSON.parse(wrong.stdout).mailboxes) expect(m).toMatchObject({ ok: false, errorCode: 'TLS', stored: 0 });
 
     const ok = await runMailpoll(['fetch', '--now', '--config', writeConfig(dir, { mailboxes: [trusted] }, 'c.yaml'), '--json']);
     expect(ok.code, ok.stderr).toBe(0);
