@@ -617,7 +617,10 @@ async function main(): Promise<void> {
   process.once('SIGTERM', (s) => void stop(s));
 
   log('starting a private Dovecot on 127.0.0.2');
-  server = await startDovecot();
+  // Dovecot's default UIDL format (UID and UIDVALIDITY, 16 hex digits), as an installed Dovecot
+  // has it. The test harness sets %g, the Maildir file name (some 60 bytes), so that tests can name
+  // a message's file from its UIDL; a 10,000-message maildrop then lists 660 KB instead of 230 KB.
+  server = await startDovecot({ extraConfig: 'pop3_uidl_format = %08Xu%08Xv\n' });
   const throughputs: Throughput[] = [];
   const idle: IdlePoll[] = [];
   let due: NothingDue | undefined;
