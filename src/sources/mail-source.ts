@@ -42,15 +42,25 @@ export interface Listing {
 /** One message from stream(): its bytes, or why the server would not give them. */
 export type Fetched = { candidate: Candidate; raw: Buffer; error?: undefined } | { candidate: Candidate; raw?: undefined; error: Error };
 
+/**
+ * What a poll remembers of a POP3 maildrop's listing from one poll to the next (migration 007): the
+ * SHA-256 of the last listing in which every message was stored already, and how to record one.
+ */
+export interface ListingMemory {
+  allKnown: string | undefined;
+  remember(sha256: string): void;
+}
+
 export interface MailSession {
   /**
    * Lists the candidates; IMAP lists only UIDs above the cursor when its UIDVALIDITY matches.
    * `known` tells which server ids are stored already, so a source can skip work for them (POP3
    * asks sizes only of new messages); every candidate is still listed. `mailAhead` is called as
    * soon as the source knows there is new mail, before the listing is done (IMAP: SELECT shows UIDs
-   * above the cursor), so that the analysis worker starts while the server lists.
+   * above the cursor), so that the analysis worker starts while the server lists. `memory` lets a
+   * POP3 maildrop that keeps its mail skip a listing identical to one that was all stored already.
    */
-  list(cursor: Cursor | null, known?: (serverIds: readonly string[]) => ReadonlySet<string>, mailAhead?: () => void): Promise<Listing>;
+  list(cursor: Cursor | null, known?: (serverIds: readonly string[]) => ReadonlySet<string>, mailAhead?: () => void, memory?: ListingMemory): Promise<Listing>;
   /**
    * The raw bytes of each candidate exactly as the server served them, yielded as they arrive, in
    * one server command where the protocol allows (IMAP UID FETCH of the whole set). A message the

@@ -125,6 +125,11 @@ export class MailStore {
         `INSERT INTO receipts (mailbox, server_id, message_ref, outcome, fetched_at, acknowledged_at)
          VALUES (@mailbox, @serverId, @messageRef, @outcome, @at, @acknowledgedAt)`,
       ),
+      knownListing: db.prepare<[string], string | null>('SELECT known_listing_sha256 FROM mailbox_state WHERE mailbox = ?').pluck(),
+      rememberKnownListing: db.prepare<[string, string]>(
+        `INSERT INTO mailbox_state (mailbox, known_listing_sha256) VALUES (?, ?)
+         ON CONFLICT (mailbox) DO UPDATE SET known_listing_sha256 = excluded.known_listing_sha256`,
+      ),
       advanceCursor: db.prepare<[string, string, number]>(
         `INSERT INTO mailbox_state (mailbox, uid_validity, last_uid) VALUES (?, ?, ?)
          ON CONFLICT (mailbox) DO UPDATE SET
@@ -150,6 +155,15 @@ export class MailStore {
     } finally {
       await handle.close();
     }
+  }
+
+  /** The SHA-256 of this mailbox's last UIDL listing whose every id had a receipt (see migration 007). */
+  knownListing(mailbox: string): string | undefined {
+    return this.s.knownListing.get(mailbox) ?? undefined;
+  }
+
+  rememberKnownListing(mailbox: string, sha256: string): void {
+    this.s.rememberKnownListing.run(mailbox, sha256);
   }
 
   /** Where the last run stopped in this IMAP folder, or null if it never ran. */

@@ -391,6 +391,18 @@ describe('Pop3Client', () => {
     await client.quit();
   });
 
+  it('leave() sends QUIT without waiting for its answer; the session is over', async () => {
+    // A server slow to answer QUIT, as one with a large maildrop is: leave() does not wait for it.
+    const server = await fakeServer(maildrop({ on: { QUIT: (_a, conn) => void setTimeout(() => conn.send('+OK bye\r\n'), 5_000) } }));
+    const client = await Pop3Client.connect({ mailbox: mailbox(server.port) });
+    await client.login('alice', PASSWORD);
+    const started = performance.now();
+    client.leave();
+    expect(performance.now() - started).toBeLessThan(1_000);
+    await expect(client.stat()).rejects.toBeInstanceOf(ConnectionError);
+    await vi.waitFor(() => expect(server.received.at(-1)).toBe('QUIT'));
+  });
+
   it('rejects QUIT answered with -ERR, since the deletions did not happen', async () => {
     const server = await fakeServer(maildrop({ on: { QUIT: (_a, conn) => conn.send('-ERR some deleted messages not removed\r\n') } }));
     const client = await Pop3Client.connect({ mailbox: mailbox(server.port) });

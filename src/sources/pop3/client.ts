@@ -12,6 +12,7 @@
  * section 3), except RETR, DELE and `LIST n` when the server announces PIPELINING (RFC 2449 section
  * 6.6): those are written at once and several wait in `pending` together.
  */
+import { createHash } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, TLSSocket, type CipherNameAndProtocol, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import type { MailboxConfig } from '../../config/types.js';
@@ -44,6 +45,13 @@ export interface UidlEntry {
   number: number;
   /** Unique-id, stable across sessions (RFC 1939 section 7). */
   uid: string;
+}
+
+/** A UIDL answer: the SHA-256 (hex) of its bytes as served, and its entries, read on first call. */
+export interface UidlListing {
+  sha256: string;
+  /** Throws ProtocolError for an unreadable line. */
+  entries(): UidlEntry[];
 }
 
 export interface ListEntry {
@@ -239,7 +247,38 @@ export class Pop3Client {
 
   /** UIDL without argument: "n unique-id" per message not marked deleted (RFC 1939 section 7). */
   async uidl(): Promise<UidlEntry[]> {
-    return this.listing('UIDL', UIDL_LINE, (number, uid) => ({ number, uid }));
+    return (await this.uidlListing()).entries();
+  }
+
+  /**
+   * UIDL without argument, kept as served: the SHA-256 of its bytes, and its entries read only
+   * when asked for. A maildrop that keeps its mail answers the very same listing poll after poll,
+   * and then nobody needs to read it line by line (source.ts).
+   */
+  async uidlListing(): Promise<UidlListing> {
+    const hash = createHash('sha256');
+    const pieces: Buffer[] = [];
+    const sink = (piece: Buffer) => {
+      hash.update(piece);
+      // A piece is only valid during the call.
+      pieces.push(Buffer.from(piece));
+    };
+    const r = this.expectOk(await this.command('UIDL', 'UIDL', { shape: 'multi', maxBodyBytes: this.maxListingBytes, sink }), 'UIDL');
+    if (r.overLimit) throw this.protocolError(`UIDL answer is larger than ${this.maxListingBytes} bytes`);
+    let entries: UidlEntry[] | undefined;
+    return {
+      sha256: hash.digest('hex'),
+      entries: () => {
+        if (entries === undefined) {
+          const reader = new ListingReader('UIDL', UIDL_LINE, (number, uid): UidlEntry => ({ number, uid }));
+          for (const piece of pieces) reader.push(piece);
+          const read = reader.finish();
+          if (read.failure !== undefined) throw this.protocolError(read.failure);
+          entries = read.entries;
+        }
+        return entries;
+      },
+    };
   }
 
   /** LIST without argument: "n size" per message not marked deleted (RFC 1939 section 5). */
@@ -313,6 +352,17 @@ export class Pop3Client {
       this.fail(err);
       throw err;
     }
+    this.end(new ConnectionError(`the POP3 session with ${this.where()} is closed`, { mailbox: this.mailbox.name }));
+  }
+
+  /**
+   * QUIT without waiting for its answer, for a session that marked nothing deleted: the UPDATE
+   * state then has nothing to apply that anyone waits for (RFC 1939 section 6), and with a large
+   * maildrop the server takes a few ms over it. The line goes out before the socket closes.
+   */
+  leave(): void {
+    if (this.ended !== undefined) return;
+    this.socket.write('QUIT\r\n');
     this.end(new ConnectionError(`the POP3 session with ${this.where()} is closed`, { mailbox: this.mailbox.name }));
   }
 

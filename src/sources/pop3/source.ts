@@ -7,8 +7,8 @@
 import { asCredentials, pop3Login, type Credentials } from '../../auth/login.js';
 import type { MailboxConfig } from '../../config/types.js';
 import { ProtocolError } from '../../errors.js';
-import { LARGE_MESSAGE_BYTES, type Candidate, type Cursor, type Fetched, type Listing, type MailSession, type MailSource } from '../mail-source.js';
-import { assertTransportAllowed, Pop3Client, type ListEntry, type UidlEntry } from './client.js';
+import { LARGE_MESSAGE_BYTES, type Candidate, type Cursor, type Fetched, type Listing, type ListingMemory, type MailSession, type MailSource } from '../mail-source.js';
+import { assertTransportAllowed, Pop3Client, type ListEntry, type UidlEntry, type UidlListing } from './client.js';
 
 /** Up to this many new messages get one `LIST n` each instead of a LIST of the whole maildrop. */
 const FEW_NEW = 20;
@@ -66,9 +66,21 @@ class Pop3Session implements MailSession {
   ) {}
 
   /** POP3 has no cursor: every session lists the whole maildrop; the cursor is ignored. */
-  async list(_cursor: Cursor | null, known?: (serverIds: readonly string[]) => ReadonlySet<string>): Promise<Listing> {
-    const uidls = await this.uidlOrExplain();
+  async list(_cursor: Cursor | null, known?: (serverIds: readonly string[]) => ReadonlySet<string>, _mailAhead?: () => void, memory?: ListingMemory): Promise<Listing> {
+    const listing = await this.uidlOrExplain();
+    // Byte for byte the listing of an earlier poll in which every message was stored already:
+    // receipts are never removed, so nothing in it is new, and it need not be read line by line.
+    // Only when the mail is kept: with `after: delete`, owed DELEs need this session's numbers.
+    const keeps = this.mailbox.after === 'keep';
+    if (keeps && memory?.allKnown === listing.sha256) {
+      this.listed = [];
+      this.numbers = undefined;
+      return { uidValidity: '', candidates: [] };
+    }
+    const uidls = listing.entries();
     const stored = known?.(uidls.map((u) => u.uid));
+    // A set as large as the list: every listed id is stored (the ids are distinct, or it would be smaller).
+    if (keeps && stored !== undefined && stored.size === uidls.length) memory?.remember(listing.sha256);
     const sizes = await this.sizesOf(uidls, stored);
     // `stored` is a subset of the listed ids: as large as the list, the list has no repeated UIDL.
     const distinct = stored !== undefined && stored.size === uidls.length;
@@ -185,9 +197,13 @@ class Pop3Session implements MailSession {
     if (refusal !== undefined) throw refusal;
   }
 
-  /** QUIT; resolves once the server confirmed the UPDATE state, i.e. the DELEs are applied. */
+  /**
+   * QUIT. With `after: delete`, resolves once the server confirmed the UPDATE state, i.e. the DELEs
+   * are applied; otherwise no DELE was ever sent, and the answer is not waited for.
+   */
   async close(): Promise<void> {
-    await this.client.quit();
+    if (this.mailbox.after === 'delete') await this.client.quit();
+    else this.client.leave();
   }
 
   abort(): void {
@@ -206,9 +222,9 @@ class Pop3Session implements MailSession {
   }
 
   /** Without UIDL there is no stable id, and no way to know what was already stored. */
-  private async uidlOrExplain(): Promise<UidlEntry[]> {
+  private async uidlOrExplain(): Promise<UidlListing> {
     try {
-      return await this.client.uidl();
+      return await this.client.uidlListing();
     } catch (err) {
       if (err instanceof ProtocolError && err.serverResponse !== undefined) {
         throw new ProtocolError(
