@@ -27,7 +27,7 @@ export function openDatabase(file: string): Db {
     // Mail is stored whole (raw bytes, attachments): larger pages mean a quarter of the page writes
     // for the same bytes. Takes effect only when the file is created, before WAL is switched on.
     db.pragma('page_size = 16384');
-    db.pragma('journal_mode = WAL');
+    enableWal(db);
     db.pragma('cache_size = -32768');
     db.pragma('foreign_keys = ON');
     // NORMAL is durable across process crashes in WAL mode; FULL also survives power loss at one
@@ -39,6 +39,26 @@ export function openDatabase(file: string): Db {
     throw new StoreError(`cannot open database ${file}: ${(cause as Error).message}`, { cause });
   }
   return db;
+}
+
+/**
+ * WAL is a property of the file, set when it is created. Switching to it needs the file to itself,
+ * and when another connection has it open SQLite answers SQLITE_BUSY at once, busy_timeout or not:
+ * two runs started together on a new database file (two cron lines, cron and a person) made one
+ * of them fail with "database is locked". The other one is switching it meanwhile: wait a little
+ * and ask again, within the same 10 s as busy_timeout.
+ */
+function enableWal(db: Db, timeoutMs = 10_000): void {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
+  }
 }
 
 /** Applies numbered `.sql` files above PRAGMA user_version, each in its own transaction. */
