@@ -157,7 +157,8 @@ describe('POST /fetch without the right key', () => {
     const stateBefore = query(db, 'SELECT * FROM mailbox_state WHERE mailbox = ?', name);
 
     const attempts: [string, string, Record<string, string>][] = [
-      ['a wrong Bearer key', '/fetch?now=1', { authorization: `Bearer ${KEY.slice(0, -2)}00` }],
+      // The right key with its last two digits changed (never to themselves).
+      ['a wrong Bearer key', '/fetch?now=1', { authorization: `Bearer ${KEY.slice(0, -2)}${KEY.endsWith('00') ? '11' : '00'}` }],
       ['no key at all', '/fetch?now=1', {}],
       ['the key in X-Api-Key', '/fetch?now=1', { 'x-api-key': KEY }],
       ['the key in the query string', `/fetch?now=1&key=${KEY}`, { 'user-agent': 'Wget/1.21.3' }],
