@@ -162,7 +162,9 @@ class ImapSession implements MailSession {
       const range = uids.slice(i, i + ACK_CHUNK).join(',');
       let ok: unknown;
       try {
-        if (after === 'seen') ok = await this.client.messageFlagsAdd(range, ['\\Seen'], { uid: true });
+        // .SILENT: the new flags are not wanted back (RFC 3501 section 6.4.6). With CONDSTORE the
+        // server still reports each new MODSEQ (RFC 7162; Dovecot does); without it, nothing comes back.
+        if (after === 'seen') ok = await this.client.messageFlagsAdd(range, ['\\Seen'], { uid: true, silent: true });
         else if (after === 'move') ok = await this.client.messageMove(range, this.mailbox.moveTo ?? '', { uid: true });
         // With UIDPLUS imapflow expunges exactly these UIDs (UID EXPUNGE, RFC 4315).
         else if (after === 'delete') ok = await this.client.messageDelete(range, { uid: true });
