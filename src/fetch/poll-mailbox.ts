@@ -139,7 +139,9 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
   const name = mailbox.name;
   let known: ReadonlySet<string> | undefined;
   const knownOf = (ids: readonly string[]) => (known ??= store.knownServerIds(name, ids));
-  const memory = mailbox.protocol === 'pop3' ? { allKnown: store.knownListing(name), remember: (sha256: string) => store.rememberKnownListing(name, sha256) } : undefined;
+  const memory = mailbox.protocol === 'pop3'
+    ? { allKnown: store.knownListing(name), remember: (sha256: string) => store.rememberKnownListing(name, sha256) }
+    : undefined;
   const listing = await session.list(mailbox.protocol === 'imap' ? store.cursor(name) : null, knownOf, () => deps.analyser.warm?.(), memory);
   const needsAck = mailbox.after !== 'keep';
   // POP3 applies DELE only at a clean QUIT (RFC 1939 section 6): those are marked after close().

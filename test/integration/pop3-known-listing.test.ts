@@ -53,14 +53,20 @@ describe('POP3, after: keep, an unchanged listing', () => {
 
     // The unchanged listing is not read at all: even with the receipts taken away behind
     // mailpoll's back (never done by mailpoll itself), the next poll fetches nothing.
-    const raw = new Database(db);
-    raw.prepare("DELETE FROM receipts WHERE mailbox = 'kept'").run();
-    raw.close();
+    tamper(db, "DELETE FROM receipts WHERE mailbox = 'kept'");
     expect(await poll()).toMatchObject({ fetched: 0, duplicates: 0 });
     // Forgetting the listing makes the poll read it again, and find the messages unreceipted.
-    const again = new Database(db);
-    again.prepare("UPDATE mailbox_state SET known_listing_sha256 = NULL WHERE mailbox = 'kept'").run();
-    again.close();
+    tamper(db, "UPDATE mailbox_state SET known_listing_sha256 = NULL WHERE mailbox = 'kept'");
     expect(await poll()).toMatchObject({ fetched: 4, stored: 0, duplicates: 4 });
   });
 });
+
+/** A change behind mailpoll's back, between two runs (the support helpers only read). */
+function tamper(file: string, sql: string): void {
+  const db = new Database(file);
+  try {
+    db.prepare(sql).run();
+  } finally {
+    db.close();
+  }
+}
