@@ -1,15 +1,19 @@
 import { imapClientOptions } from './imap-options.js';
 import type { ImapFlow } from 'imapflow';
 import { asCredentials, chooseImapMechanism, type Credentials } from '../auth/login.js';
+import type { Writable } from 'node:stream';
 import type { MailboxConfig } from '../config/types.js';
 import { MailpollError, ProtocolError } from '../errors.js';
-import { downloadMessage } from './imap-download.js';
-import { folderFailure, imapFailure, type ImapErrorShape } from './imap-errors.js';
+import { folderFailure, imapFailure } from './imap-errors.js';
 import { LARGE_MESSAGE_BYTES, type Candidate, type Cursor, type Fetched, type Listing, type MailSession, type MailSource } from './mail-source.js';
+import { quoted } from './imap-responses.js';
+import { ImapRefusal, ImapWire } from './imap-wire.js';
 import { tlsOptionsFor } from './tls-options.js';
 
 /** Acknowledgements go out in chunks so no command line grows past what servers accept. */
 const ACK_CHUNK = 500;
+/** A header block larger than this is not a header block. */
+const HEADER_BYTES = 8 * 1024 * 1024;
 
 /**
  * IMAP through imapflow (loaded lazily: a cron tick with nothing due never pays for it).
@@ -19,14 +23,12 @@ export function imapSource(mailbox: MailboxConfig, password: string | Credential
   const credentials = asCredentials(password);
   return {
     async open(): Promise<MailSession> {
-      const { ImapFlow } = await import('imapflow');
+      const [{ ImapFlow }, { encodePath, normalizePath }] = await Promise.all([import('imapflow'), import('imapflow/lib/tools.js')]);
       const tls = await tlsOptionsFor(mailbox);
       const client = new ImapFlow(imapClientOptions(mailbox, credentials, tls));
-      // imapflow emits 'error' on socket failures; unhandled it would crash the whole run.
-      let socketError: unknown;
-      client.on('error', (err: unknown) => {
-        socketError = err;
-      });
+      // imapflow emits 'error' on socket failures; unhandled it would crash the whole run. The
+      // command that was running rejects as well, and that is where the failure is reported.
+      client.on('error', () => {});
       try {
         chooseImapMechanism(client, mailbox, credentials);
         await client.connect();
@@ -34,7 +36,7 @@ export function imapSource(mailbox: MailboxConfig, password: string | Credential
         client.close();
         throw imapFailure(err, mailbox, 'connect');
       }
-      return new ImapSession(client, mailbox, () => socketError);
+      return new ImapSession(client, mailbox, (name) => encodePath(client, normalizePath(client, name)));
     },
   };
 }
@@ -42,11 +44,14 @@ export function imapSource(mailbox: MailboxConfig, password: string | Credential
 class ImapSession implements MailSession {
   private uidValidity = '';
   private moveTargetReady = false;
+  /** The selected state, taken over from imapflow once the listing is done (see imap-wire.ts). */
+  private taken: ImapWire | undefined;
 
   constructor(
     private readonly client: ImapFlow,
     private readonly mailbox: MailboxConfig,
-    private readonly lastSocketError: () => unknown,
+    /** A folder's name as this server wants it: namespace prefix, modified UTF-7 unless UTF8=ACCEPT. */
+    private readonly serverName: (folder: string) => string,
   ) {}
 
   async list(cursor: Cursor | null, _known?: unknown, mailAhead?: () => void): Promise<Listing> {
@@ -84,28 +89,40 @@ class ImapSession implements MailSession {
   }
 
   /**
-   * Small messages in one UID FETCH per run of them; each large one on its own with
-   * downloadMessage(), which holds it once instead of twice. In server order either way, and each
-   * command finishes before the next starts (imapflow deadlocks on a command inside a fetch).
+   * The connection from here on: imapflow has logged in, opened the folder and listed, and hands
+   * the socket over (its public unbind()). What is left is fetching and acknowledging, spoken by
+   * imap-wire.ts. The move target's name is encoded while imapflow still knows the session's
+   * namespace and whether UTF8=ACCEPT is on.
+   */
+  private wire(): ImapWire {
+    if (this.taken !== undefined) return this.taken;
+    const { readSocket, writeSocket, socket } = this.client.unbind();
+    // imapflow's idle timeout no longer has a listener; the wire times its own commands.
+    socket.setTimeout(0);
+    this.taken = new ImapWire(readSocket, writeSocket as unknown as Writable, this.mailbox);
+    return this.taken;
+  }
+
+  /**
+   * Small messages in one UID FETCH per run of them, each large one in a command of its own, sent
+   * only when the caller asks for it (the fetch loop first lets the store catch up, so memory holds
+   * one large message, not several). In server order either way.
    */
   async *stream(candidates: readonly Candidate[], maxBytes: number): AsyncIterable<Fetched> {
-    for (const run of byTransfer(candidates)) {
-      if (run.large) yield await this.downloadOne(run.candidates[0] as Candidate, maxBytes);
-      else yield* this.fetchSet(run.candidates, maxBytes);
-    }
+    for (const run of byTransfer(candidates)) yield* this.fetchSet(run.candidates, maxBytes);
   }
 
   private async *fetchSet(candidates: readonly Candidate[], maxBytes: number): AsyncIterable<Fetched> {
     const byUid = new Map(candidates.map((c) => [c.uid, c]));
     const seen = new Set<number>();
     try {
-      // One UID FETCH for the set; imapflow asks for BODY.PEEK[], so fetching never sets \Seen
-      // (RFC 3501 section 6.4.5). Messages are yielded as they arrive, before the FETCH completes.
-      for await (const m of this.client.fetch(uidSet(candidates), { uid: true, source: true }, { uid: true })) {
+      for await (const m of this.wire().fetch(uidSet(candidates), 'BODY.PEEK[]', maxBytes)) {
         const candidate = byUid.get(m.uid);
-        if (candidate === undefined || !m.source || seen.has(m.uid)) continue;
+        if (candidate === undefined || seen.has(m.uid)) continue;
         seen.add(m.uid);
-        yield m.source.length > maxBytes ? { candidate, error: this.tooLarge(candidate) } : { candidate, raw: m.source };
+        if (m.bytes === 'too-large') yield { candidate, error: this.tooLarge(candidate) };
+        else if (m.bytes === 'missing') yield { candidate, error: this.vanished(candidate) };
+        else yield { candidate, raw: m.bytes };
       }
     } catch (err) {
       throw this.fail(err, 'FETCH');
@@ -113,21 +130,6 @@ class ImapSession implements MailSession {
     for (const candidate of candidates) {
       if (candidate.uid !== undefined && !seen.has(candidate.uid)) yield { candidate, error: this.vanished(candidate) };
     }
-  }
-
-  private async downloadOne(candidate: Candidate, maxBytes: number): Promise<Fetched> {
-    let result;
-    try {
-      result = await downloadMessage(this.client, candidate.uid ?? 0, candidate.size, maxBytes);
-    } catch (err) {
-      throw this.fail(err, 'FETCH');
-    }
-    if (result.kind === 'vanished') return { candidate, error: this.vanished(candidate) };
-    if (result.kind === 'too-large') return { candidate, error: this.tooLarge(candidate) };
-    if (result.kind === 'runaway') {
-      return { candidate, error: new ProtocolError(`the server kept sending message UID ${candidate.uid} past twice its size`, { mailbox: this.mailbox.name }) };
-    }
-    return { candidate, raw: result.raw };
   }
 
   private tooLarge(c: Candidate): ProtocolError {
@@ -139,16 +141,18 @@ class ImapSession implements MailSession {
   }
 
   async fetchHeaders(candidate: Candidate): Promise<Buffer> {
-    let message;
+    let headers: Buffer | undefined;
     try {
-      message = await this.client.fetchOne(String(candidate.uid), { uid: true, headers: true }, { uid: true });
+      for await (const m of this.wire().fetch(String(candidate.uid), 'BODY.PEEK[HEADER]', HEADER_BYTES)) {
+        if (m.uid === candidate.uid && Buffer.isBuffer(m.bytes)) headers ??= m.bytes;
+      }
     } catch (err) {
       throw this.fail(err, 'FETCH');
     }
-    if (!message || !message.headers) {
+    if (headers === undefined) {
       throw new ProtocolError(`message UID ${candidate.uid} vanished before its headers could be fetched`, { mailbox: this.mailbox.name });
     }
-    return message.headers;
+    return headers;
   }
 
   async acknowledge(serverIds: readonly string[]): Promise<void> {
@@ -157,40 +161,39 @@ class ImapSession implements MailSession {
     const uids = serverIds
       .filter((id) => id.startsWith(`${this.uidValidity}:`))
       .map((id) => Number(id.slice(this.uidValidity.length + 1)));
-    if (after === 'move') await this.ensureMoveTarget();
+    const wire = this.wire();
+    if (after === 'move') await this.ensureMoveTarget(wire);
+    const server = { move: this.client.capabilities.has('MOVE'), uidplus: this.client.capabilities.has('UIDPLUS') };
+    const target = after === 'move' ? quoted(this.serverName(this.mailbox.moveTo ?? '')) : '';
     for (let i = 0; i < uids.length; i += ACK_CHUNK) {
       const range = uids.slice(i, i + ACK_CHUNK).join(',');
-      let ok: unknown;
       try {
-        // .SILENT: the new flags are not wanted back (RFC 3501 section 6.4.6). With CONDSTORE the
-        // server still reports each new MODSEQ (RFC 7162; Dovecot does); without it, nothing comes back.
-        if (after === 'seen') ok = await this.client.messageFlagsAdd(range, ['\\Seen'], { uid: true, silent: true });
-        else if (after === 'move') ok = await this.client.messageMove(range, this.mailbox.moveTo ?? '', { uid: true });
-        // With UIDPLUS imapflow expunges exactly these UIDs (UID EXPUNGE, RFC 4315).
-        else if (after === 'delete') ok = await this.client.messageDelete(range, { uid: true });
+        for (const c of ackCommands(after, range, server, target)) await wire.command(c.line, c.label);
       } catch (err) {
+        if (err instanceof ImapRefusal) {
+          const verb = after === 'seen' ? 'mark as seen' : after;
+          throw new ProtocolError(`the server refused to ${verb} UIDs ${range}: ${err.responseText}`, { mailbox: this.mailbox.name, cause: err, serverResponse: err.responseText });
+        }
         throw this.fail(err, after);
-      }
-      if (ok === false) {
-        const cause = this.lastSocketError();
-        if (cause) throw this.fail(cause, after);
-        throw new ProtocolError(`the server refused to ${after === 'seen' ? 'mark as seen' : after} UIDs ${range}`, { mailbox: this.mailbox.name });
       }
     }
   }
 
-  private async ensureMoveTarget(): Promise<void> {
+  private async ensureMoveTarget(wire: ImapWire): Promise<void> {
     if (this.moveTargetReady) return;
-    const target = this.mailbox.moveTo ?? '';
     try {
-      await this.client.mailboxCreate(target);
+      await wire.command(`CREATE ${quoted(this.serverName(this.mailbox.moveTo ?? ''))}`, 'CREATE');
     } catch (err) {
-      if ((err as ImapErrorShape).serverResponseCode !== 'ALREADYEXISTS') throw this.fail(err, `CREATE ${target}`);
+      if (!(err instanceof ImapRefusal && err.serverResponseCode === 'ALREADYEXISTS')) throw this.fail(err, `CREATE ${this.mailbox.moveTo ?? ''}`);
     }
     this.moveTargetReady = true;
   }
 
   async close(): Promise<void> {
+    if (this.taken !== undefined) {
+      await this.taken.logout().catch(() => undefined);
+      return;
+    }
     try {
       await this.client.logout();
     } catch {
@@ -199,12 +202,34 @@ class ImapSession implements MailSession {
   }
 
   abort(): void {
-    this.client.close();
+    if (this.taken !== undefined) this.taken.destroy();
+    else this.client.close();
   }
 
   private fail(err: unknown, what: string): MailpollError {
     return imapFailure(err, this.mailbox, what);
   }
+}
+
+/**
+ * The commands that apply a post-fetch action to `range`, in order. .SILENT: the new flags are not
+ * wanted back (RFC 3501 section 6.4.6). MOVE is UID MOVE (RFC 6851) where the server has it, else
+ * what it stands for: COPY, then delete. Delete is \Deleted, then expunged: with UIDPLUS exactly
+ * these UIDs (UID EXPUNGE, RFC 4315); without it, EXPUNGE removes every message flagged \Deleted in
+ * the folder, as any client of such a server must.
+ */
+export function ackCommands(
+  after: 'seen' | 'move' | 'delete',
+  range: string,
+  server: { move: boolean; uidplus: boolean },
+  quotedTarget: string,
+): { line: string; label: string }[] {
+  const flag = (name: string) => ({ line: `UID STORE ${range} +FLAGS.SILENT (${name})`, label: 'STORE' });
+  const remove = [flag('\\Deleted'), server.uidplus ? { line: `UID EXPUNGE ${range}`, label: 'EXPUNGE' } : { line: 'EXPUNGE', label: 'EXPUNGE' }];
+  if (after === 'seen') return [flag('\\Seen')];
+  if (after === 'delete') return remove;
+  if (server.move) return [{ line: `UID MOVE ${range} ${quotedTarget}`, label: 'MOVE' }];
+  return [{ line: `UID COPY ${range} ${quotedTarget}`, label: 'COPY' }, ...remove];
 }
 
 /** `1:5,9,12:13`: consecutive UIDs as ranges keep the command short for large batches. */
