@@ -10,7 +10,8 @@
 // worker when a poll finds mail.
 //
 // The layout keeps every `new URL(..., import.meta.url)` of src/ right: dist/bundle/ is as deep as
-// dist/cli/, the worker entry sits beside the chunks as ./analyse-worker.js, and the migrations are
+// dist/cli/, the worker entries sit beside the chunks as ./analyse-worker.js and
+// ./checkpoint-worker.js, and the migrations are
 // copied to ./migrations/.
 import { build } from 'esbuild';
 import { cpSync, rmSync } from 'node:fs';
@@ -20,7 +21,7 @@ const out = new URL('bundle/', dist);
 rmSync(out, { recursive: true, force: true });
 
 await build({
-  entryPoints: [new URL('cli/main.js', dist).pathname, new URL('parse/analyse-worker.js', dist).pathname],
+  entryPoints: ['cli/main.js', 'parse/analyse-worker.js', 'store/checkpoint-worker.js'].map((entry) => new URL(entry, dist).pathname),
   outdir: out.pathname,
   entryNames: '[name]',
   bundle: true,

@@ -8,6 +8,7 @@ import type { Db } from '../store/database.js';
 import { acquireLease, LEASE_TTL_MS, leaseOwnerId, releaseLease, renewLease } from '../store/leases.js';
 import { readHealth, recordAttempt, recordOutcome } from '../store/mailbox-state.js';
 import { MailStore, type StoreRules } from '../store/mail-store.js';
+import { walCheckpoints } from '../store/wal-checkpoints.js';
 import { ticketTokenMatcher } from '../tickets/subject.js';
 import { pollMailbox } from './poll-mailbox.js';
 import { dueFrom, isDue } from './schedule.js';
@@ -76,14 +77,14 @@ export function earliestDue(config: Config, db: Db): Date | undefined {
  */
 export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, options: FetchOptions, log: Logger): Promise<MailboxSummary[]> {
   const analyser = options.analyser ?? createAnalyser();
-  // With a worker to run them, WAL checkpoints leave the writing thread (see analyse-worker.ts);
-  // the connection's own automatic checkpoint comes back on after the run.
-  const offload = analyser.checkpoint !== undefined && !db.memory;
-  const shared: Shared = {
-    store: new MailStore(db, options.rules),
-    analyser,
-    afterCommit: offload ? () => analyser.checkpoint?.(db.name) : undefined,
-  };
+  const store = new MailStore(db, options.rules);
+  // WAL checkpoints leave the writing thread for one of their own (wal-checkpoints.ts); should that
+  // thread fail, or after the run, the connection's own automatic checkpoint is back on. SQLite's
+  // default, not the value read before: runs of the daemon can overlap, and the second would read
+  // 0 and leave the checkpoint off for good.
+  const autoCheckpoint = () => db.pragma('wal_autocheckpoint = 1000');
+  const checkpoints = store.walFile === undefined ? undefined : walCheckpoints(db.name, autoCheckpoint);
+  const shared: Shared = { store, analyser, afterCommit: checkpoints?.afterCommit };
   const results: MailboxSummary[] = new Array(mailboxes.length);
   let next = 0;
   const worker = async () => {
@@ -92,21 +93,23 @@ export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, opti
       results[index] = await pollLeased(mailboxes[index] as MailboxConfig, db, shared, options, log);
     }
   };
-  if (offload) db.pragma('wal_autocheckpoint = 0');
-  // Commits of a run are written, not synced: a commit survives a crash of this process either way
-  // (WAL mode), and what must survive a power cut too, a message before it is acknowledged on the
-  // server, is synced off this thread first (MailStore.syncWal, poll-mailbox.ts). One fsync per
-  // group commit on this thread was 5-15 ms each during which no byte was read from the network.
-  const relaxed = shared.store.walFile !== undefined;
-  if (relaxed) db.pragma('synchronous = NORMAL');
+  if (checkpoints !== undefined) {
+    db.pragma('wal_autocheckpoint = 0');
+    // Commits of a run are written, not synced: a commit survives a crash of this process either
+    // way (WAL mode), and what must survive a power cut too, a message before it is acknowledged on
+    // the server, is synced off this thread first (MailStore.syncWal, poll-mailbox.ts). One fsync
+    // per group commit on this thread was 5-15 ms each during which no byte was read from the network.
+    db.pragma('synchronous = NORMAL');
+  }
   try {
     await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, mailboxes.length)) }, worker));
   } finally {
-    // SQLite's default, not the value read before: runs of the daemon can overlap, and the second
-    // would read 0 and leave the checkpoint off for good.
-    if (offload) db.pragma('wal_autocheckpoint = 1000');
-    // openDatabase's setting, for the same reason.
-    if (relaxed) db.pragma('synchronous = FULL');
+    if (checkpoints !== undefined) {
+      autoCheckpoint();
+      // openDatabase's setting, for the same reason.
+      db.pragma('synchronous = FULL');
+      await checkpoints.close();
+    }
     if (options.analyser === undefined) await analyser.close();
   }
   return results;
@@ -116,7 +119,7 @@ export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, opti
 interface Shared {
   store: MailStore;
   analyser: Analyser;
-  /** After each group commit: the WAL checkpoint handed to the worker, when there is one. */
+  /** After each group commit: the WAL checkpoint handed to its thread, when there is one. */
   afterCommit: (() => void) | undefined;
 }
 

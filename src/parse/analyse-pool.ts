@@ -10,11 +10,6 @@ import { analyse, type Analysis } from './analyse.js';
  */
 export interface Analyser {
   analyse(raw: Buffer): Promise<Analysis>;
-  /**
-   * The database's WAL grew by a commit: copy it into the database file (a passive checkpoint)
-   * on the worker, not on the thread that writes. Absent when there is no worker.
-   */
-  checkpoint?(databaseFile: string): void;
   /** New mail is about to be fetched: start the worker now, so it is ready when the first message is in. */
   warm?(): void;
   close(): Promise<void>;
@@ -35,14 +30,11 @@ export function createAnalyser(size = defaultSize()): Analyser {
   const pending = new Map<number, { resolve: (a: Analysis) => void; reject: (e: Error) => void; worker: Worker }>();
   let nextId = 0;
   let failed: Error | undefined;
-  const closing = new Map<Worker, () => void>();
-  const connected = new Set<Worker>();
 
   const start = () => {
     const worker = new Worker(new URL('./analyse-worker.js', import.meta.url));
     const slot = { worker, busy: 0 };
-    worker.on('message', (msg: { id: number; analysis?: Analysis; error?: string; closed?: true }) => {
-      if (msg.closed) return closing.get(worker)?.();
+    worker.on('message', (msg: { id: number; analysis?: Analysis; error?: string }) => {
       slot.busy -= 1;
       const waiter = pending.get(msg.id);
       pending.delete(msg.id);
@@ -84,32 +76,12 @@ export function createAnalyser(size = defaultSize()): Analyser {
         return analyse(raw);
       }
     },
-    checkpoint(databaseFile: string) {
-      // One worker does it: checkpoints of one file are serial anyway.
-      const first = workers[0];
-      if (failed !== undefined || first === undefined) return;
-      connected.add(first.worker);
-      first.worker.postMessage({ checkpoint: databaseFile });
-    },
     warm() {
       if (failed === undefined && workers.length === 0) start();
     },
     async close() {
       failed ??= new Error('closed');
-      // A worker with a database connection closes it first: a thread ended under an open
-      // SQLite connection would leave the process's file locks in an unknown state.
-      await Promise.all(workers.map(async ({ worker }) => {
-        // Never asked to checkpoint: no connection to close (and it may still be loading).
-        if (connected.has(worker)) await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, 2000);
-          closing.set(worker, () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          worker.postMessage({ close: true });
-        });
-        await worker.terminate();
-      }));
+      await Promise.all(workers.map(({ worker }) => worker.terminate()));
       workers.length = 0;
     },
   };

@@ -1,33 +1,10 @@
-import { createRequire } from 'node:module';
 import { parentPort } from 'node:worker_threads';
-import type BetterSqlite3 from 'better-sqlite3';
 import { errorMessage } from '../errors.js';
 import { analyse, type Analysis } from './analyse.js';
 import { loadParser } from './mime-fast.js';
 
-/**
- * Worker side of analyse-pool.ts: one message in, its Analysis out. It also runs the passive WAL
- * checkpoints of the database the main thread writes, so copying the WAL into the database file
- * overlaps with the next commits instead of stalling them.
- */
-type Request = { id: number; raw: Uint8Array } | { checkpoint: string } | { close: true };
-
-let connection: { file: string; db: BetterSqlite3.Database } | undefined;
-
-/** PASSIVE never waits for a lock and never blocks the writer (sqlite.org/wal.html#ckpt). */
-function checkpoint(file: string): void {
-  try {
-    if (connection?.file !== file) {
-      connection?.db.close();
-      const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
-      // timeout 0: this connection never waits for a lock, it tries again after the next commit.
-      connection = { file, db: new Database(file, { fileMustExist: true, timeout: 0 }) };
-    }
-    connection.db.pragma('wal_checkpoint(PASSIVE)');
-  } catch {
-    // Busy or gone: the writer's own checkpoint, or the next request, catches up.
-  }
-}
+/** Worker side of analyse-pool.ts: one message in, its Analysis out. */
+type Request = { id: number; raw: Uint8Array };
 
 // A worker is started when a poll finds new mail: the parser loads while the first messages
 // download, not when the first message is already waiting for it. A failure here is the first
@@ -35,12 +12,6 @@ function checkpoint(file: string): void {
 loadParser().catch(() => {});
 
 parentPort?.on('message', (request: Request) => {
-  if ('checkpoint' in request) return checkpoint(request.checkpoint);
-  if ('close' in request) {
-    connection?.db.close();
-    connection = undefined;
-    return parentPort?.postMessage({ closed: true });
-  }
   const raw = Buffer.from(request.raw.buffer, request.raw.byteOffset, request.raw.byteLength);
   analyse(raw).then(
     (analysis) => parentPort?.postMessage({ id: request.id, analysis }, transferable(analysis)),
