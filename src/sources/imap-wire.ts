@@ -97,6 +97,21 @@ export class ImapWire {
   }
 
   /**
+   * The size (RFC822.SIZE) of every message in `uids`, by UID, in the order the server sent them.
+   * Responses without both (unsolicited flag updates) are passed over.
+   */
+  async sizes(uids: string): Promise<Map<number, number>> {
+    const sizes = new Map<number, number>();
+    await this.command(`UID FETCH ${uids} (UID RFC822.SIZE)`, 'FETCH', (response) => {
+      const items = fetchItems(response);
+      const uid = Number(items?.get('UID'));
+      const size = Number(items?.get('RFC822.SIZE'));
+      if (Number.isSafeInteger(uid) && uid > 0 && Number.isSafeInteger(size) && size >= 0 && !sizes.has(uid)) sizes.set(uid, size);
+    });
+    return sizes;
+  }
+
+  /**
    * UID FETCH of `section` (`BODY.PEEK[]`: never sets \Seen, RFC 3501 section 6.4.5) for `uids`,
    * yielded as each message's response is complete, before the command is. Responses for UIDs not
    * asked for (unsolicited flag updates) are passed over. A literal over `maxBytes` is skipped as

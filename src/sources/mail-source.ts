@@ -53,8 +53,8 @@ export interface ListingMemory {
 
 export interface MailSession {
   /**
-   * Lists the candidates; IMAP lists only UIDs above the cursor when its UIDVALIDITY matches.
-   * `known` tells which server ids are stored already, so a source can skip work for them (POP3
+   * Lists the candidates, once per session; IMAP lists only UIDs above the cursor when its
+   * UIDVALIDITY matches. `known` tells which server ids are stored already, so a source can skip work for them (POP3
    * asks sizes only of new messages); every candidate is still listed. `mailAhead` is called as
    * soon as the source knows there is new mail, before the listing is done (IMAP: SELECT shows UIDs
    * above the cursor), so that the analysis worker starts while the server lists. `memory` lets a

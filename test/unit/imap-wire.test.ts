@@ -91,6 +91,16 @@ describe('ImapWire', () => {
     expect(got).toEqual([{ uid: 3, bytes: 'too-large' }, { uid: 4, bytes: 'missing' }, { uid: 5, bytes: Buffer.from('short') }]);
   });
 
+  it('lists sizes by UID, passing over responses without them and repeats', async () => {
+    const { wire, peer, nextCommand } = await scripted();
+    const listing = wire.sizes('5:*');
+    const line = await nextCommand();
+    expect(line).toMatch(/ UID FETCH 5:\* \(UID RFC822\.SIZE\)$/);
+    peer.write('* 1 FETCH (UID 5 RFC822.SIZE 120)\r\n* 1 FETCH (FLAGS (\\Seen))\r\n* 2 FETCH (RFC822.SIZE 7 UID 8)\r\n* 1 FETCH (UID 5 RFC822.SIZE 999)\r\n');
+    peer.write(`${line.split(' ')[0]} OK Fetch completed\r\n`);
+    expect([...(await listing)]).toEqual([[5, 120], [8, 7]]);
+  });
+
   it('rejects a refused command with the server code, and the connection goes on', async () => {
     const { wire, peer, nextCommand } = await scripted();
     const create = wire.command('CREATE "Done"', 'CREATE');
