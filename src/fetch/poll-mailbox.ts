@@ -190,8 +190,10 @@ async function runSession(mailbox: MailboxConfig, session: MailSession, deps: Po
   if (todo.length > 0) {
     // There is mail: the analysis worker loads the parser while the first messages download (IMAP
     // started it while the server listed). Not earlier: most polls find nothing, and they should
-    // not pay for a worker.
-    deps.analyser.warm?.();
+    // not pay for a worker. Nor when every message is large: those are analysed in place, and the
+    // worker's memory would only add to theirs.
+    if (todo.some((c) => c.size <= LARGE_MESSAGE_BYTES)) deps.analyser.warm?.();
+    else await deps.analyser.release?.();
     progress();
   }
 

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { LARGE_MESSAGE_BYTES } from '../sources/mail-source.js';
 import { analyse, type Analysis } from './analyse.js';
 
 /**
@@ -12,11 +13,16 @@ export interface Analyser {
   analyse(raw: Buffer): Promise<Analysis>;
   /** New mail is about to be fetched: start the worker now, so it is ready when the first message is in. */
   warm?(): void;
+  /**
+   * None of the mail about to be fetched goes to a worker (each message is large): end the ones
+   * started, which hold some 25 MB beside the message. A later small message starts one again.
+   */
+  release?(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Messages above this size are analysed in place. */
-const IN_PLACE_BYTES = 4 * 1024 * 1024;
+/** Messages above this size are analysed in place: the large messages of mail-source.ts. */
+const IN_PLACE_BYTES = LARGE_MESSAGE_BYTES;
 
 export const inThreadAnalyser: Analyser = { analyse, close: async () => {} };
 
@@ -30,6 +36,8 @@ export function createAnalyser(size = defaultSize()): Analyser {
   const pending = new Map<number, { resolve: (a: Analysis) => void; reject: (e: Error) => void; worker: Worker }>();
   let nextId = 0;
   let failed: Error | undefined;
+  /** Workers ended by release(): their exit is no failure. */
+  const released = new WeakSet<Worker>();
 
   const start = () => {
     const worker = new Worker(new URL('./analyse-worker.js', import.meta.url));
@@ -44,7 +52,7 @@ export function createAnalyser(size = defaultSize()): Analyser {
     });
     const lost = (err: Error) => {
       // A crashed worker must not lose or stall a message: what it held is analysed in place.
-      failed ??= err;
+      if (!released.has(worker)) failed ??= err;
       for (const [id, waiter] of pending) {
         if (waiter.worker !== worker) continue;
         pending.delete(id);
@@ -78,6 +86,11 @@ export function createAnalyser(size = defaultSize()): Analyser {
     },
     warm() {
       if (failed === undefined && workers.length === 0) start();
+    },
+    async release() {
+      const ending = workers.splice(0);
+      for (const { worker } of ending) released.add(worker);
+      await Promise.all(ending.map(({ worker }) => worker.terminate()));
     },
     async close() {
       failed ??= new Error('closed');

@@ -24,4 +24,16 @@ describe('analysis worker', () => {
         .toEqual(here.parsed.attachments.map((a) => [true, a.content.toString('base64'), a.sha256]));
     }
   });
+
+  it('after release() still analyses on a worker, started again, not in place for good', async () => {
+    analyser = createAnalyser(1);
+    analyser.warm?.();
+    await analyser.release?.();
+    const raw = attachmentMessage();
+    const [there, here] = await Promise.all([analyser.analyse(raw), analyse(raw)]);
+    expect(there.dedupeHash).toBe(here.dedupeHash);
+    // Attachments come back from a worker as transferred buffers, each its own ArrayBuffer; in place
+    // they are slices of a larger one.
+    expect(there.parsed.attachments.every((a) => a.content.byteOffset === 0 && a.content.byteLength === a.content.buffer.byteLength)).toBe(true);
+  });
 });

@@ -80,4 +80,15 @@ describe('pollMailbox with large messages', () => {
     // The large message waited for the first commit, which failed; nothing after it was fetched.
     expect(fetchedWhen.map((f) => f.uid)).toEqual([1, 2]);
   });
+
+  it('lets an analysis worker go when every message is large (they are analysed in place), keeps it otherwise', async () => {
+    for (const [sizes, expected] of [[['large', 'large'], 'release'], [['large', 'small'], 'warm']] as const) {
+      const { store, committed } = setup();
+      const calls: string[] = [];
+      const analyser = { ...inThreadAnalyser, warm: () => void calls.push('warm'), release: async () => void calls.push('release') };
+      const summary = await pollMailbox(MAILBOX, mailbox([...sizes], committed).source, { store, analyser, log: pino({ level: 'silent' }) });
+      expect(summary).toMatchObject({ ok: true, stored: 2 });
+      expect(calls, sizes.join(', ')).toEqual([expected]);
+    }
+  });
 });
