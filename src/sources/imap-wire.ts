@@ -1,4 +1,4 @@
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { MailboxConfig } from '../config/types.js';
 import { MailpollError, ProtocolError, TimeoutError } from '../errors.js';
 import { byeText, DROPPED, fetchItems, ImapFramingError, ResponseFramer, taggedStatus, type FetchValue, type ImapResponse } from './imap-responses.js';
@@ -60,20 +60,29 @@ export class ImapWire {
   /** Why the session ended; set once, then every command rejects with it. */
   private ended: MailpollError | undefined;
   private bye: string | undefined;
-  /** With COMPRESS=DEFLATE, imapflow's inflating and deflating streams; else one socket both ways. */
-  private readonly separate: boolean;
+  private readonly input: Readable;
+  private readonly output: Writable;
+  /** The socket itself, when `input` and `output` are streams in front of it. */
+  private readonly socket: Duplex | undefined;
 
+  /**
+   * `connection` as imapflow's unbind() hands it over: with COMPRESS=DEFLATE (RFC 4978) `input` is
+   * its inflating stream and `output` the stream its deflating pump reads (and flushes after each
+   * write, which unbind() leaves running); otherwise all three are the one socket.
+   */
   constructor(
-    private readonly input: Readable,
-    private readonly output: Writable,
+    connection: { input: Readable; output: Writable; socket: Duplex },
     private readonly mailbox: MailboxConfig,
   ) {
-    this.separate = (output as object) !== (input as object);
+    const { input, output, socket } = connection;
+    this.input = input;
+    this.output = output;
+    this.socket = (socket as object) === (input as object) ? undefined : socket;
     this.framer = new ResponseFramer((size) => size <= (this.running?.maxLiteral ?? OTHER_LITERAL_BYTES));
     input.on('data', this.onData);
     input.on('error', this.onError);
     input.on('close', this.onClose);
-    if (this.separate) output.on('error', this.onError);
+    if ((output as object) !== (input as object)) output.on('error', this.onError);
     // The data may have been paused when imapflow let go of it.
     input.resume();
   }
@@ -183,8 +192,7 @@ export class ImapWire {
   /** Drops the connection without another command. Safe at any time. */
   destroy(): void {
     this.finish(classifyNetworkError(new Error('the session was aborted'), this.mailbox, 'IMAP session'));
-    this.input.destroy();
-    if (this.separate) this.output.destroy();
+    this.drop();
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -272,15 +280,21 @@ export class ImapWire {
   private fail(err: MailpollError): void {
     if (this.ended !== undefined) return;
     this.finish(err);
+    this.drop();
+  }
+
+  private drop(): void {
     this.input.destroy();
-    if (this.separate) this.output.destroy();
+    this.output.destroy();
+    this.socket?.destroy();
   }
 
   /** After LOGOUT's answer: nothing more is read; the connection closes once our bytes are out. */
   private end(): void {
     if (this.ended !== undefined) return;
     this.finish(classifyNetworkError(new Error('the session has ended'), this.mailbox, 'IMAP session'));
-    this.output.end();
+    // LOGOUT was answered, so every byte of ours is out, deflated or not.
+    (this.socket ?? this.output).end();
     this.input.destroy();
   }
 

@@ -98,7 +98,7 @@ class ImapSession implements MailSession {
     const { readSocket, writeSocket, socket } = this.client.unbind();
     // imapflow's idle timeout no longer has a listener; the wire times its own commands.
     socket.setTimeout(0);
-    this.taken = new ImapWire(readSocket, writeSocket as unknown as Writable, this.mailbox);
+    this.taken = new ImapWire({ input: readSocket, output: writeSocket as unknown as Writable, socket }, this.mailbox);
     return this.taken;
   }
 

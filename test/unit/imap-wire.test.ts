@@ -48,7 +48,7 @@ async function scripted(commandMs = 2000): Promise<Scripted> {
     }
   });
   peer.on('error', () => {});
-  const wire = new ImapWire(socket, socket, mailboxConfig({ host: '127.0.0.1', port, timeouts: { connectMs: 1000, commandMs } }));
+  const wire = new ImapWire({ input: socket, output: socket, socket }, mailboxConfig({ host: '127.0.0.1', port, timeouts: { connectMs: 1000, commandMs } }));
   wires.push(wire);
   return {
     wire,
