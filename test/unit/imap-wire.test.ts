@@ -11,6 +11,8 @@ import { mailboxConfig } from '../fixtures/mailbox-config.js';
  */
 interface Scripted {
   wire: ImapWire;
+  /** The client's end, as the wire reads it. */
+  socket: Socket;
   /** The server's end of the connection. */
   peer: Socket;
   /** The next command line the client sends, without CRLF. */
@@ -52,6 +54,7 @@ async function scripted(commandMs = 2000): Promise<Scripted> {
   wires.push(wire);
   return {
     wire,
+    socket,
     peer,
     nextCommand: () => {
       const line = lines.shift();
@@ -77,6 +80,26 @@ describe('ImapWire', () => {
     const end = iterator.next();
     peer.write(`${command.split(' ')[0]} OK done\r\n`);
     expect((await end).done).toBe(true);
+  });
+
+  it('pauses reading while the consumer is far behind, and loses nothing', async () => {
+    const { wire, socket, peer, nextCommand } = await scripted();
+    const body = (i: number) => Buffer.alloc(6 * 1024 * 1024, 0x61 + i);
+    const iterator = wire.fetch('1:4', 'BODY.PEEK[]', 10 * 1024 * 1024)[Symbol.asyncIterator]();
+    const first = iterator.next();
+    const tag = (await nextCommand()).split(' ')[0];
+    for (let i = 0; i < 4; i++) peer.write(Buffer.concat([Buffer.from(`* ${i + 1} FETCH (UID ${i + 1} BODY[] {${body(i).length}}\r\n`), body(i), Buffer.from(')\r\n')]));
+    peer.write(`${tag} OK\r\n`);
+    expect((await first).value?.uid).toBe(1);
+    // Nothing more is taken for now: once over 16 MB are queued, the wire stops reading.
+    const deadline = Date.now() + 5000;
+    while (!socket.isPaused() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(socket.isPaused()).toBe(true);
+    const rest: FetchedSection[] = [];
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) rest.push(r.value);
+    expect(rest.map((m) => m.uid)).toEqual([2, 3, 4]);
+    for (const m of rest) expect((m.bytes as Buffer).equals(body(m.uid - 1))).toBe(true);
+    expect(socket.isPaused()).toBe(false);
   });
 
   it('passes over unsolicited FETCH data and reports an oversize literal and a NIL body', async () => {
