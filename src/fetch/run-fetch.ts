@@ -106,7 +106,7 @@ export async function runFetch(mailboxes: readonly MailboxConfig[], db: Db, opti
   } finally {
     if (checkpoints !== undefined) {
       autoCheckpoint();
-      // openDatabase's setting, for the same reason.
+      // openDatabase's setting, not the value read before: runs of the daemon can overlap.
       db.pragma('synchronous = FULL');
       await checkpoints.close();
     }
