@@ -29,6 +29,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dovecotAvailable, startDovecot, type DovecotServer } from '../test/support/dovecot.js';
 import { BIN, query, REPO_ROOT, writeConfig } from '../test/support/mailpoll.js';
+import { bareSession } from './bench-bare.js';
 import { BenchMailGenerator, largeAttachmentMessage, smallPlainMessage, type MixStats } from './bench-mail.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -354,7 +355,17 @@ async function throughput(protocol: 'imap' | 'pop3', count: number): Promise<Thr
   return summarise(protocol, count, runs);
 }
 
-interface IdlePoll { protocol: 'imap' | 'pop3'; stored: number; setupMs: number; samplesMs: number[]; medianMs: number; peakRssKb: number | undefined }
+interface IdlePoll {
+  protocol: 'imap' | 'pop3';
+  stored: number;
+  setupMs: number;
+  samplesMs: number[];
+  medianMs: number;
+  peakRssKb: number | undefined;
+  /** A bare session on the same mailbox after each poll (bench-bare.ts): the server's share. */
+  bareSamplesMs: number[];
+  bareMedianMs: number;
+}
 
 interface NothingDue { fetchMs: number[]; nodeMs: number[]; fetchMedianMs: number; nodeMedianMs: number; ratio: number }
 
@@ -377,20 +388,26 @@ async function storedMailbox(protocol: 'imap' | 'pop3', stored: number): Promise
  * is the number that counts. The first mailbox is kept for the nothing-due scenario when `keepFirst`.
  */
 async function idlePolls(protocol: 'imap' | 'pop3', sizes: readonly number[], keepFirst: boolean): Promise<{ results: IdlePoll[]; kept: Mailbox | undefined }> {
-  const boxes: { stored: number; mailbox: Mailbox; setupMs: number; samples: number[]; rss: number[] }[] = [];
+  const boxes: { stored: number; mailbox: Mailbox; setupMs: number; samples: number[]; rss: number[]; bare: number[] }[] = [];
+  const ca = readFileSync(server.caFile);
+  const port = protocol === 'imap' ? server.ports.imaps : server.ports.pop3s;
   try {
-    for (const stored of sizes) boxes.push({ stored, ...(await storedMailbox(protocol, stored)), samples: [], rss: [] });
+    for (const stored of sizes) boxes.push({ stored, ...(await storedMailbox(protocol, stored)), samples: [], rss: [], bare: [] });
     for (let k = 0; k < plan.idleRepeats; k++) {
       for (const b of boxes) {
         const r = await runNode(fetchArgs(b.mailbox), { measure: true });
         verify(r, `${LABEL[protocol]} no-new-mail poll of ${b.stored}`, b.mailbox.db, 0, b.stored);
         b.samples.push(round(r.wallMs));
         if (r.maxRssKb !== undefined) b.rss.push(r.maxRssKb);
+        b.bare.push(round(await bareSession(protocol, { host: server.host, port, ca, user: b.mailbox.user, password: PASSWORD })));
       }
     }
     const results = boxes.map((b) => {
-      const result: IdlePoll = { protocol, stored: b.stored, setupMs: b.setupMs, samplesMs: b.samples, medianMs: round(median(b.samples)), peakRssKb: b.rss.length > 0 ? Math.max(...b.rss) : undefined };
-      log(`${LABEL[protocol]} no-new-mail poll with ${b.stored} stored: ${fmtMs(result.medianMs)} (first fetch of all: ${fmtMs(b.setupMs)})`);
+      const result: IdlePoll = {
+        protocol, stored: b.stored, setupMs: b.setupMs, samplesMs: b.samples, medianMs: round(median(b.samples)), peakRssKb: b.rss.length > 0 ? Math.max(...b.rss) : undefined,
+        bareSamplesMs: b.bare, bareMedianMs: round(median(b.bare)),
+      };
+      log(`${LABEL[protocol]} no-new-mail poll with ${b.stored} stored: ${fmtMs(result.medianMs)}; bare session ${fmtMs(result.bareMedianMs)} (first fetch of all: ${fmtMs(b.setupMs)})`);
       return result;
     });
     return { results, kept: keepFirst ? boxes[0]?.mailbox : undefined };
@@ -713,7 +730,7 @@ async function main(): Promise<void> {
       const isBig = p === bigPoll && p !== small;
       const ratio = isBig && small !== undefined ? p.medianMs / small.medianMs : undefined;
       rows.push([`${LABEL[protocol]} poll, no new mail, ${p.stored} stored`, fmtMs(p.medianMs) + (ratio !== undefined ? ` (${ratio.toFixed(2)}x)` : ''),
-        `median of ${p.samplesMs.length}`, fmtRss(p.peakRssKb), '',
+        `median of ${p.samplesMs.length}; bare session ${fmtMs(p.bareMedianMs)}`, fmtRss(p.peakRssKb), '',
         isBig ? `<= 1.2x the ${small?.stored ?? ''} poll` : '', ratio === undefined ? '' : ratio <= 1.2 ? 'met' : 'MISSED']);
     }
   }
@@ -733,6 +750,7 @@ async function main(): Promise<void> {
   out.push(`node ${environment.node}; ${environment.cpu}, ${environment.cores} cores, ${environment.memoryMB} MB; Dovecot ${environment.dovecot}; load average ${environment.loadAverageAtStart.join(' ')} at start, ${environment.loadAverageAtEnd.join(' ')} at end`);
   for (const s of mixes) out.push(`mix (seed ${opts.seed}): ${mixLine(s)}`);
   out.push(`each run: fresh Dovecot user (delivered as Dovecot's LDA names files, with S= and W= sizes, and indexed; not timed), fresh config and database; the whole \`mailpoll fetch --now --json\` process timed; IMAP after: seen, POP3 after: keep (the defaults); peak RSS: ${environment.rssMethod}; CPU = child user+sys / wall`);
+  if (idle.length > 0) out.push('bare session: after each no-new-mail poll, a client doing no work of its own (TLS, login, POP3 UIDL or IMAP SELECT, logout) on the same mailbox: the server\'s share of the poll; its growth from the small to the large mailbox is what any client pays');
   out.push('');
   out.push(table(['scenario', 'result', 'time', 'peak RSS', 'CPU', 'target', 'verdict'], rows));
   for (const p of profiles) {
