@@ -88,7 +88,7 @@ const opts = parseOptions(process.argv.slice(2));
 /** Scenario sizes: the full bench, or the smoke test. */
 const plan = opts.quick
   ? { counts: [100], idleSizes: [100, 1000], idleRepeats: 2, dueRepeats: 3, largeBytes: 5 * 1024 * 1024 }
-  : { counts: opts.large ? [1000, 5000] : [1000], idleSizes: [100, 10_000], idleRepeats: Math.max(5, opts.runs), dueRepeats: 10, largeBytes: 50 * 1024 * 1024 };
+  : { counts: opts.large ? [1000, 5000] : [1000], idleSizes: [100, 10_000], idleRepeats: Math.max(9, opts.runs), dueRepeats: 10, largeBytes: 50 * 1024 * 1024 };
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
