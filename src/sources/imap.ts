@@ -7,7 +7,7 @@ import { MailpollError, ProtocolError } from '../errors.js';
 import { folderFailure, imapFailure } from './imap-errors.js';
 import { LARGE_MESSAGE_BYTES, type Candidate, type Cursor, type Fetched, type Listing, type MailSession, type MailSource } from './mail-source.js';
 import { quoted } from './imap-responses.js';
-import { ImapRefusal, ImapWire } from './imap-wire.js';
+import { ImapRefusal, ImapWire, type FetchedSection } from './imap-wire.js';
 import { tlsOptionsFor } from './tls-options.js';
 
 /** Acknowledgements go out in chunks so no command line grows past what servers accept. */
@@ -140,15 +140,18 @@ class ImapSession implements MailSession {
   }
 
   async fetchHeaders(candidate: Candidate): Promise<Buffer> {
-    let headers: Buffer | undefined;
+    let headers: FetchedSection['bytes'] | undefined;
     try {
       for await (const m of this.wire().fetch(String(candidate.uid), 'BODY.PEEK[HEADER]', HEADER_BYTES)) {
-        if (m.uid === candidate.uid && Buffer.isBuffer(m.bytes)) headers ??= m.bytes;
+        if (m.uid === candidate.uid) headers ??= m.bytes;
       }
     } catch (err) {
       throw this.fail(err, 'FETCH');
     }
-    if (headers === undefined) {
+    if (headers === 'too-large') {
+      throw new ProtocolError(`the header block of message UID ${candidate.uid} is larger than ${HEADER_BYTES} bytes`, { mailbox: this.mailbox.name });
+    }
+    if (headers === undefined || headers === 'missing') {
       throw new ProtocolError(`message UID ${candidate.uid} vanished before its headers could be fetched`, { mailbox: this.mailbox.name });
     }
     return headers;
