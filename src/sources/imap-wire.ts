@@ -60,6 +60,8 @@ export class ImapWire {
   /** Why the session ended; set once, then every command rejects with it. */
   private ended: MailpollError | undefined;
   private bye: string | undefined;
+  /** Whether any response has been read since the connection was handed over. */
+  private answered = false;
   private readonly input: Readable;
   private readonly output: Writable;
   /** The socket itself, when `input` and `output` are streams in front of it. */
@@ -211,6 +213,8 @@ export class ImapWire {
 
   private dispatch(response: ImapResponse): void {
     const running = this.running;
+    const first = !this.answered;
+    this.answered = true;
     if (response.text.startsWith('* ')) {
       const bye = byeText(response.text);
       if (bye !== undefined) this.bye = bye;
@@ -221,6 +225,9 @@ export class ImapWire {
       throw new ImapFramingError('a continuation request, but no command here sends a literal');
     }
     const status = taggedStatus(response.text);
+    // imapflow may have read the start of an unsolicited response (`* 4 EXI`) before it let go of the
+    // connection: its rest is the first line here, and belongs to nothing.
+    if (status === undefined && first) return;
     if (status === undefined || running === undefined || status.tag !== running.tag) {
       throw new ImapFramingError(`an unexpected response: ${response.text.slice(0, 80)}`);
     }

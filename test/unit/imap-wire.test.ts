@@ -171,6 +171,18 @@ describe('ImapWire', () => {
     await expect(wire.command('NOOP', 'NOOP')).rejects.toBe(err);
   });
 
+  it('passes over the tail of a response imapflow had half read, and only as the first line', async () => {
+    const { wire, peer, nextCommand } = await scripted();
+    const noop = wire.command('NOOP', 'NOOP');
+    const tag = (await nextCommand()).split(' ')[0];
+    peer.write(`STS\r\n* 5 EXISTS\r\n${tag} OK\r\n`);
+    await expect(noop).resolves.toBeUndefined();
+    const again = wire.command('NOOP', 'NOOP');
+    await nextCommand();
+    peer.write('STS\r\n');
+    await expect(again).rejects.toBeInstanceOf(ProtocolError);
+  });
+
   it('times out a command the server does not answer, and a garbled answer is a protocol error', async () => {
     const silent = await scripted(150);
     const started = Date.now();
