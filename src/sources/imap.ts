@@ -1,10 +1,10 @@
-import { imapClientOptions } from './imap-options.js';
+import type { Writable } from 'node:stream';
 import type { ImapFlow } from 'imapflow';
 import { asCredentials, chooseImapMechanism, type Credentials } from '../auth/login.js';
-import type { Writable } from 'node:stream';
 import type { MailboxConfig } from '../config/types.js';
 import { MailpollError, ProtocolError } from '../errors.js';
 import { folderFailure, imapFailure } from './imap-errors.js';
+import { imapClientOptions } from './imap-options.js';
 import { LARGE_MESSAGE_BYTES, type Candidate, type Cursor, type Fetched, type Listing, type MailSession, type MailSource } from './mail-source.js';
 import { quoted } from './imap-responses.js';
 import { ImapRefusal, ImapWire, type FetchedSection } from './imap-wire.js';
@@ -16,7 +16,8 @@ const ACK_CHUNK = 500;
 const HEADER_BYTES = 8 * 1024 * 1024;
 
 /**
- * IMAP through imapflow (loaded lazily: a cron tick with nothing due never pays for it).
+ * IMAP: imapflow (loaded lazily: a cron tick with nothing due never pays for it) connects, logs in
+ * and opens the folder; imap-wire.ts speaks the rest of the session on the same connection.
  * The server id is `UIDVALIDITY:UID`; candidates are the UIDs above the stored cursor.
  */
 export function imapSource(mailbox: MailboxConfig, password: string | Credentials): MailSource {
@@ -44,7 +45,7 @@ export function imapSource(mailbox: MailboxConfig, password: string | Credential
 class ImapSession implements MailSession {
   private uidValidity = '';
   private moveTargetReady = false;
-  /** The selected state, taken over from imapflow once the listing is done (see imap-wire.ts). */
+  /** The session after SELECT, taken over from imapflow when there is work for it (see wire()). */
   private taken: ImapWire | undefined;
 
   constructor(
