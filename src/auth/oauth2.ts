@@ -169,7 +169,18 @@ async function tokenFromEndpoint(mailbox: string, source: EndpointSource, deps: 
 
   const requestedAt = now();
   const answer = await postForm(mailbox, source.tokenUrl, form, deps.fetch ?? fetch);
-  const token = parseTokenAnswer(mailbox, source.tokenUrl, answer);
+  let token;
+  try {
+    token = parseTokenAnswer(mailbox, source.tokenUrl, answer);
+  } catch (err) {
+    // Another process (the daemon's watcher, `mailpoll test`, a cron run) may have refreshed with
+    // the same refresh token a moment earlier: an endpoint that rotates refresh tokens then refuses
+    // ours as used. Its result is in the cache by now.
+    const theirs = source.kind === 'refreshToken' ? refreshedMeanwhile(deps.db, mailbox, fingerprint, usable, now()) : undefined;
+    if (theirs === undefined) throw err;
+    registerSecret(theirs);
+    return theirs;
+  }
   registerSecret(token.accessToken);
   if (token.refreshToken !== undefined) registerSecret(token.refreshToken);
 
@@ -183,6 +194,17 @@ async function tokenFromEndpoint(mailbox: string, source: EndpointSource, deps: 
     source: fingerprint,
   });
   return token.accessToken;
+}
+
+/**
+ * A fresh access token that another process cached after `before` was read (its refresh token
+ * differs, or there was no cache row then), for the same configured source; else undefined.
+ */
+function refreshedMeanwhile(db: Db | undefined, mailbox: string, fingerprint: string, before: CachedToken | undefined, at: Date): string | undefined {
+  const now = readCache(db, mailbox);
+  if (now === undefined || now.source !== fingerprint || !now.access_token) return undefined;
+  if (before !== undefined && now.refreshed_at === before.refreshed_at && now.refresh_token === before.refresh_token) return undefined;
+  return tokenIsFresh(now.expires_at, now.refreshed_at, at) ? now.access_token : undefined;
 }
 
 async function secret(mailbox: string, step: TokenStep, ref: SecretRef, env: NodeJS.ProcessEnv): Promise<string> {

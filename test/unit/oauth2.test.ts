@@ -203,6 +203,29 @@ describe('token endpoint flows', () => {
     expect(db.prepare('SELECT refresh_token FROM oauth_tokens WHERE mailbox = ?').get('g')).toEqual({ refresh_token: 'rt-rotated' });
   });
 
+  it('takes the token another process refreshed meanwhile when the endpoint refuses the used refresh token', async () => {
+    db = openDatabase(':memory:');
+    const source: OAuth2Source = { kind: 'refreshToken', tokenUrl: 'https://idp.test/token', clientId: 'c', clientSecret: undefined, refreshToken: { kind: 'literal', value: 'rt-1' }, scope: undefined };
+    const calls: Call[] = [];
+    const at = new Date('2024-01-01T00:00:00Z');
+    await obtainAccessToken('r', source, { db, now: () => at, fetch: fakeFetch([{ status: 200, body: { access_token: 'a1', expires_in: 600, refresh_token: 'rt-2' } }], calls) });
+    const later = new Date('2024-01-01T01:00:00Z');
+    // While this request is on its way, another process refreshes with rt-2 first and caches rt-3.
+    const rotating = (async (url: string | URL | Request, init?: RequestInit) => {
+      calls.push({ url: String(url), form: new URLSearchParams(String(init?.body)) });
+      db.prepare("UPDATE oauth_tokens SET access_token = 'a-theirs', expires_at = ?, refreshed_at = ?, refresh_token = 'rt-3' WHERE mailbox = 'r'")
+        .run(new Date(later.getTime() + 600_000).toISOString(), later.toISOString());
+      return new Response(JSON.stringify({ error: 'invalid_grant', error_description: 'refresh token already used' }), { status: 400 });
+    }) as typeof fetch;
+    expect(await obtainAccessToken('r', source, { db, now: () => later, fetch: rotating })).toBe('a-theirs');
+    expect(calls[1]?.form.get('refresh_token')).toBe('rt-2');
+
+    // Refused with nothing newer in the cache: the refusal stands.
+    const refused = fakeFetch([{ status: 400, body: { error: 'invalid_grant' } }], calls);
+    forgetAccessToken(db, 'r');
+    await expect(obtainAccessToken('r', source, { db, now: () => later, fetch: refused })).rejects.toThrow(/invalid_grant.*revoked or expired/);
+  });
+
   it('quotes invalid_client and its description, never the client secret', async () => {
     const calls: Call[] = [];
     const err = await obtainAccessToken('m365', CC, {
