@@ -1,3 +1,5 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 
@@ -46,13 +48,31 @@ export async function createLogger(options: LogOptions): Promise<Logger> {
   if (options.file === undefined) return pino({ level: options.level, base: undefined }, scrubbing(sink));
   // Synchronous appends: a cron run ends by returning, and no line may be lost on the way out.
   // Mode 0600 for a new file: log lines name mailboxes and senders.
-  const file = pino.destination({ dest: options.file, append: true, mkdir: true, sync: true, mode: 0o600 });
+  ensureDirectory(dirname(options.file));
+  const file = pino.destination({ dest: options.file, append: true, sync: true, mode: 0o600 });
   const streams = [
     { level: options.level, stream: scrubbing(sink) },
     { level: options.fileLevel ?? 'info', stream: scrubbing(file as unknown as NodeJS.WritableStream) },
   ].filter((s) => s.level !== 'silent');
   const lowest = streams.reduce<string>((low, s) => ((pino.levels.values[s.level] ?? 0) < (pino.levels.values[low] ?? Infinity) ? s.level : low), 'silent');
   return pino({ level: lowest, base: undefined }, pino.multistream(streams as { level: 'info'; stream: Writable }[]));
+}
+
+/**
+ * Creates `dir` and its missing parents, one level at a time. Node's recursive mkdir never returns
+ * for a missing directory under /proc (the kernel answers ENOENT and Node retries the parent, which
+ * exists); a plain mkdir per level fails at once, and `--log-file` reports it (exit 2).
+ */
+export function ensureDirectory(dir: string): void {
+  if (existsSync(dir)) return;
+  const parent = dirname(dir);
+  if (parent !== dir) ensureDirectory(parent);
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    // Another run made it meanwhile.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
 }
 
 function scrubbing(sink: NodeJS.WritableStream): Writable {

@@ -1,6 +1,9 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { failureLines, formatOutput, formatSummary } from '../../src/cli/fetch.js';
-import { logSetup } from '../../src/cli/log-setup.js';
+import { logSetup, openLogger } from '../../src/cli/log-setup.js';
+import { runMailpoll, tempDir, writeConfig } from '../support/mailpoll.js';
 import { formatBytes, formatProgressLine, ProgressLine } from '../../src/cli/progress.js';
 import { emptySummary, type FetchProgress, type MailboxSummary } from '../../src/fetch/summary.js';
 
@@ -85,5 +88,22 @@ describe('log setup', () => {
   it('with --log-file: the file at --log-level (default info), stderr only warnings on a terminal, errors otherwise', () => {
     expect(logSetup({ logFile: '/var/log/m.log' }, false)).toEqual({ level: 'error', pretty: false, file: '/var/log/m.log', fileLevel: 'info' });
     expect(logSetup({ logFile: '/var/log/m.log', logLevel: 'debug' }, true)).toEqual({ level: 'warn', pretty: true, file: '/var/log/m.log', fileLevel: 'debug' });
+  });
+});
+
+describe('--log-file', () => {
+  it('creates the missing directories of its path', async () => {
+    const file = join(tempDir('mailpoll-log-'), 'logs', 'deep', 'mailpoll.log');
+    const log = await openLogger({ logFile: file }, false);
+    log.info('hello');
+    expect(statSync(file).size).toBeGreaterThan(0);
+  });
+
+  it.skipIf(!existsSync('/proc/self'))('under /proc, where Node\'s recursive mkdir never returns, is a usage error at once (exit 2)', async () => {
+    const dir = tempDir('mailpoll-log-');
+    const config = writeConfig(dir, { database: join(dir, 'm.db'), mailboxes: [{ name: 'box', protocol: 'imap', host: '127.0.0.1', port: 1, tls: 'implicit', username: 'u', password: 'p' }] });
+    const run = await runMailpoll(['fetch', '--now', '--config', config, '--log-file', '/proc/mailpoll-no-such-dir/x.log'], {}, 10_000);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/--log-file.*cannot append to it: ENOENT/);
   });
 });
