@@ -43,12 +43,13 @@ const countStored = (db: string) => safeQuery<{ n: number }>(db, 'SELECT COUNT(*
 const polledOnce = (db: string, mailbox: string) =>
   (safeQuery<{ last_success_at: string | null }>(db, 'SELECT last_success_at FROM mailbox_state WHERE mailbox = ?', mailbox)[0]?.last_success_at ?? null) !== null;
 
-async function deliverMany(user: string, n: number, tag: string): Promise<string[]> {
+async function deliverMany(user: string, n: number, tag: string, padBytes = 0): Promise<string[]> {
   const ids: string[] = [];
+  const pad = padBytes > 0 ? `${'x'.repeat(76)}\r\n`.repeat(Math.ceil(padBytes / 78)) : '';
   for (let i = 0; i < n; i++) {
     const id = uniqueId(`${tag}${i}`);
     ids.push(id);
-    await server.deliver(user, plainMessage({ messageId: id, subject: `${tag} ${i}` }, `body ${i}\r\n${'lorem ipsum '.repeat(i % 40)}\r\n`));
+    await server.deliver(user, plainMessage({ messageId: id, subject: `${tag} ${i}` }, `body ${i}\r\n${'lorem ipsum '.repeat(i % 40)}\r\n${pad}`));
   }
   return ids;
 }
@@ -248,8 +249,10 @@ describe('a daemon beside a cron fetch on one database', () => {
     ];
     const delivered: string[] = [];
     // Enough that the daemon is still busy when the cron runs start: the faster a poll, the more it
-    // takes for the two to meet (at 400 each one failed run was seen, the daemon probably done).
-    for (const u of users) delivered.push(...(await deliverMany(u.user, 800, 'both')));
+    // takes for the two to meet. Counts alone stopped being enough as polls got faster (400 small
+    // messages failed once; 800 failed once after the IMAP reader came): some 40 MB per mailbox
+    // keeps the daemon's first polls going for a second or more, well past the fetch's start-up.
+    for (const u of users) delivered.push(...(await deliverMany(u.user, 800, 'both', 48 * 1024)));
     const dir = tempDir();
     const db = join(dir, 'mailpoll.db');
     const config = writeConfig(dir, { database: db, mailboxes: entries });
