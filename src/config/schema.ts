@@ -14,6 +14,8 @@ const bytes = z
   .refine((v) => parseBytes(v) !== undefined, { message: 'expected a size such as 10485760, 512KB or 50MB' });
 
 /** A dead-man ping target: an absolute http(s) URL (healthchecks.io style). */
+/** An IMAP folder name: no line break or NUL can be in one (RFC 3501 section 5.1), nor in a command line. */
+const folderName = z.string().min(1).refine((v) => !/[\r\n\0]/.test(v), { message: 'a folder name cannot contain a line break or NUL' });
 const httpUrl = z.string().refine(isHttpUrl, { message: 'expected an http:// or https:// URL, e.g. https://hc-ping.com/<uuid>' });
 
 function isHttpUrl(v: string): boolean {
@@ -50,9 +52,9 @@ const mailboxFields = {
     refreshTokenFile: z.string().min(1),
     refreshTokenCommand: z.string().min(1),
   }).partial(),
-  folder: z.string().min(1),
+  folder: folderName,
   after: z.enum(['seen', 'move', 'delete', 'keep']),
-  moveTo: z.string().min(1),
+  moveTo: folderName,
   maxMessages: z.number().int().min(1),
   maxMessageBytes: bytes,
   maxBytes: bytes,

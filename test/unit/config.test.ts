@@ -81,6 +81,9 @@ describe('config', () => {
   it('refuses IMAP-only actions on POP3 and move without a target', () => {
     expect(problems(VALID.replace('after: delete', 'after: seen'))[0]?.message).toMatch(/POP3 has no "seen"/);
     expect(problems(VALID.replace('password: ${SUPPORT_PASSWORD}', 'password: x\n    after: move'))[0]?.message).toMatch(/moveTo/);
+    const broken = problems(VALID.replace('password: ${SUPPORT_PASSWORD}', 'password: x\n    after: move\n    moveTo: "Done\\r\\nA1 DELETE INBOX"'))[0];
+    expect(broken).toMatchObject({ field: expect.stringMatching(/moveTo$/) });
+    expect(broken?.message).toMatch(/line break/);
   });
 
   it('refuses duplicate mailbox names and two password sources', () => {
