@@ -201,10 +201,10 @@ async function tokenFromEndpoint(mailbox: string, source: EndpointSource, deps: 
  * differs, or there was no cache row then), for the same configured source; else undefined.
  */
 function refreshedMeanwhile(db: Db | undefined, mailbox: string, fingerprint: string, before: CachedToken | undefined, at: Date): string | undefined {
-  const now = readCache(db, mailbox);
-  if (now === undefined || now.source !== fingerprint || !now.access_token) return undefined;
-  if (before !== undefined && now.refreshed_at === before.refreshed_at && now.refresh_token === before.refresh_token) return undefined;
-  return tokenIsFresh(now.expires_at, now.refreshed_at, at) ? now.access_token : undefined;
+  const current = readCache(db, mailbox);
+  if (current === undefined || current.source !== fingerprint || !current.access_token) return undefined;
+  if (before !== undefined && current.refreshed_at === before.refreshed_at && current.refresh_token === before.refresh_token) return undefined;
+  return tokenIsFresh(current.expires_at, current.refreshed_at, at) ? current.access_token : undefined;
 }
 
 async function secret(mailbox: string, step: TokenStep, ref: SecretRef, env: NodeJS.ProcessEnv): Promise<string> {
